@@ -1,0 +1,170 @@
+"""Running measured code under a plan and turning meter readings into a result.
+
+The measuring loop is the hot path of the plugin: per call it takes two clock
+readings and (for GPU meters) one device sync, nothing else. Meter reads happen only
+at window boundaries. Exceptions from the measured code propagate unchanged; meter
+failures become :class:`~pytest_energy.meters.base.MeterError` with the cause.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pytest_energy.meters.base import Meter, MeterError
+from pytest_energy.plan import Plan, make_plan, min_window_s
+from pytest_energy.results import EnergyResult, Trial
+
+
+class Measurer:
+    """Measures callables or blocks with one meter, for one test."""
+
+    def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
+                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        self.meter = meter
+        self.device = device
+        self.meter_note = meter_note
+        self._clock = clock
+        sync = getattr(meter, "sync", None)
+        self._sync: Callable[[], Any] | None = sync if callable(sync) else None
+
+    def new_result(self, items_per_call: float | None = None) -> EnergyResult:
+        return EnergyResult(
+            meter=str(self.meter.name),
+            estimated=bool(self.meter.estimated),
+            domains=list(self.meter.domains()),
+            device=self.device,
+            items_per_call=items_per_call,
+            update_period_s=float(self.meter.update_period_s),
+            meter_note=self.meter_note,
+        )
+
+    # ----- meter access -------------------------------------------------------------
+    def read(self) -> dict[str, float]:
+        """Read the meter, turning any failure or nonsense into a MeterError."""
+        try:
+            values = self.meter.read()
+        except MeterError:
+            raise
+        except Exception as exc:  # a third-party meter may raise anything
+            raise MeterError(
+                f"meter {self.meter.name!r} failed to read: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(values, dict) or not values:
+            raise MeterError(
+                f"meter {self.meter.name!r} returned {values!r} from read(); expected a "
+                "non-empty dict of cumulative joules per domain"
+            )
+        for domain, joules in values.items():
+            if isinstance(joules, bool) or not isinstance(joules, (int, float)) or not (
+                math.isfinite(joules)
+            ):
+                raise MeterError(
+                    f"meter {self.meter.name!r} returned {joules!r} for domain {domain!r}; "
+                    "expected a finite number of joules"
+                )
+        return values
+
+    def _deltas(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        deltas: dict[str, float] = {}
+        for domain, start in before.items():
+            if domain not in after:
+                raise MeterError(f"meter {self.meter.name!r} stopped reporting domain {domain!r}")
+            delta = after[domain] - start
+            if delta < 0:
+                raise MeterError(
+                    f"meter {self.meter.name!r} went backwards on {domain} "
+                    f"({start:.6g} J -> {after[domain]:.6g} J): counter reset or wrap; "
+                    "this window cannot be measured"
+                )
+            deltas[domain] = delta
+        return deltas
+
+    def _synced(self) -> None:
+        if self._sync is not None:
+            self._sync()
+
+    # ----- windows ------------------------------------------------------------------
+    def _window(self, fn: Callable[[], Any], calls: int, result: EnergyResult) -> Any:
+        clock, sync = self._clock, self._sync
+        latencies: list[int] = []
+        value: Any = None
+        self._synced()
+        before = self.read()
+        window_start = clock()
+        for _ in range(calls):
+            start = clock()
+            value = fn()
+            if sync is not None:
+                sync()
+            latencies.append(clock() - start)
+        window_ns = clock() - window_start
+        after = self.read()
+        self._add_trial(result, Trial(calls=calls, window_s=window_ns / 1e9,
+                                      joules=self._deltas(before, after), latencies_ns=latencies))
+        return value
+
+    def _add_trial(self, result: EnergyResult, trial: Trial) -> None:
+        result.trials.append(trial)
+        if trial.total_joules <= 0 and result.invalid_reason is None:
+            result.invalid_reason = (
+                f"meter {self.meter.name!r} saw no energy over a {trial.window_s * 1e3:.3g} ms "
+                f"window (counter update period {self.meter.update_period_s * 1e3:.3g} ms): "
+                "the window is below the counter's resolution; raise rounds or max_time"
+            )
+        needed = min_window_s(self.meter.update_period_s)
+        if self.meter.update_period_s > 0 and trial.window_s < needed:
+            message = (
+                f"windows of {trial.window_s * 1e3:.3g} ms span fewer than "
+                f"{needed / self.meter.update_period_s:.0f} updates of a "
+                f"{self.meter.update_period_s * 1e3:.3g} ms counter: per-call energy is coarse"
+            )
+            if message.split(":")[0] not in " ".join(result.warnings):
+                result.warnings.append(message)
+
+    def run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
+            max_time_s: float, items_per_call: float | None = None,
+            result: EnergyResult | None = None) -> tuple[Any, EnergyResult]:
+        """Run ``fn`` ``warmup`` + measured times; return its last value and the result.
+
+        With ``rounds=None`` the number of measured calls is sized from the warm-up
+        calls' duration (see :mod:`pytest_energy.plan`); without warm-up each trial is
+        one call. The result object is filled as trials complete, so a caller holding it
+        sees partial data if the code or the meter fails midway.
+        """
+        result = result if result is not None else self.new_result(items_per_call)
+        value: Any = None
+        warm_ns: list[int] = []
+        for _ in range(warmup):
+            start = self._clock()
+            value = fn()
+            self._synced()
+            warm_ns.append(self._clock() - start)
+            result.warmup_calls += 1
+        call_s = statistics.median(warm_ns) / 1e9 if warm_ns else None
+        if rounds is None and call_s is None:
+            plan = Plan(warmup, (1,) * trials)
+        else:
+            plan = make_plan(warmup=warmup, rounds=rounds, trials=trials, call_s=call_s,
+                             update_period_s=self.meter.update_period_s, max_time_s=max_time_s)
+        for calls in plan.calls_per_trial:
+            value = self._window(fn, calls, result)
+        return value, result
+
+    @contextmanager
+    def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:
+        """Measure the body of a ``with`` block once, as one trial of one call."""
+        self._synced()
+        before = self.read()
+        start = self._clock()
+        yield
+        self._synced()
+        elapsed = self._clock() - start
+        after = self.read()
+        trial = Trial(calls=1, window_s=elapsed / 1e9, joules=self._deltas(before, after),
+                      latencies_ns=[elapsed], items=items)
+        self._add_trial(result, trial)

@@ -1,0 +1,177 @@
+"""Text for people: the per-test details section and the end-of-run summary table.
+
+Every number printed says what it is: rows measured by an estimate meter carry
+"est.", and the lines under the table say which meter produced what, and why a
+better meter was not used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_energy.units import format_duration_ms, format_energy
+
+FULL_STAR, EMPTY_STAR = "\u2605", "\u2606"
+
+
+def _can_print_stars(encoding: str | None) -> bool:
+    try:
+        (FULL_STAR + EMPTY_STAR).encode(encoding or "ascii")
+    except (LookupError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def format_stars(rating: int | None, encoding: str | None = None) -> str:
+    """``★★★★☆`` (or ``****.`` where the terminal cannot print stars); ``-`` when unrated."""
+    if rating is None:
+        return "-"
+    encoding = encoding if encoding is not None else getattr(sys.stdout, "encoding", None)
+    full, empty = (FULL_STAR, EMPTY_STAR) if _can_print_stars(encoding) else ("*", ".")
+    return full * rating + empty * (5 - rating)
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.0f}%"
+
+
+def energy_cell(joules: float | None, estimated: bool | None) -> str:
+    text = format_energy(joules) if joules is not None else "-"
+    return f"{text} est." if estimated and joules is not None else text
+
+
+def budget_use_cell(entry: dict[str, Any]) -> str:
+    use = entry.get("budget_use") or {}
+    parts = []
+    if use.get("joules") is not None:
+        parts.append(f"J {_percent(use['joules'])}")
+    if use.get("latency") is not None:
+        parts.append(f"t {_percent(use['latency'])}")
+    return " ".join(parts) or "-"
+
+
+def verdict_cell(entry: dict[str, Any]) -> str:
+    outcome = entry.get("outcome")
+    verdict = entry.get("verdict")
+    if outcome in ("skipped", "error") or (outcome == "failed" and verdict in (
+            "measured", "ok", "not measured")):
+        return str(outcome)
+    if outcome == "xfailed" and verdict == "over budget":
+        return "over budget (xfail)"
+    return str(verdict)
+
+
+def calls_cell(entry: dict[str, Any]) -> str:
+    calls, warm = entry.get("calls") or 0, entry.get("warmup_calls") or 0
+    return f"{calls}+{warm}w" if warm else str(calls)
+
+
+SUMMARY_HEADERS = ["test", "J/call", "J/item", "latency med", "p95", "calls", "budget use",
+                   "rating", "meter", "verdict"]
+
+
+def summary_rows(entries: Iterable[dict[str, Any]], encoding: str | None = None) -> list[list[str]]:
+    rows = []
+    for entry in entries:
+        latency = entry.get("latency_ms") or {}
+        meter = entry.get("meter") or "-"
+        if entry.get("meter") and entry.get("domains"):
+            meter = f"{meter} {','.join(entry['domains'])}"
+        rows.append([
+            entry["nodeid"],
+            energy_cell(entry.get("joules_per_call"), entry.get("estimated")),
+            energy_cell(entry.get("joules_per_item"), entry.get("estimated")),
+            format_duration_ms(latency["median"]) if latency else "-",
+            format_duration_ms(latency["p95"]) if latency else "-",
+            calls_cell(entry),
+            budget_use_cell(entry),
+            format_stars(entry.get("rating"), encoding),
+            meter,
+            verdict_cell(entry),
+        ])
+    return rows
+
+
+def summary_notes(entries: list[dict[str, Any]]) -> list[str]:
+    """Lines under the table: what "est." means, meter fall-backs, problems per test."""
+    notes: list[str] = []
+    if any(e.get("estimated") for e in entries):
+        notes.append(
+            "est. = estimated, not measured: process CPU time x watts per busy core "
+            "(see README, 'How measurement works'); compare estimates only with estimates"
+        )
+    seen: set[str] = set()
+    for entry in entries:
+        note = entry.get("meter_note")
+        if note and note not in seen:
+            seen.add(note)
+            notes.append(f"meter: {note}")
+    if any(e.get("rating") is not None for e in entries):
+        notes.append("rating: stars by budget use, five equal intervals of [0, joules budget]"
+                     " (<=20% = 5 stars); unrated without a joules budget")
+    for entry in entries:
+        problem = entry.get("problem")
+        if problem:
+            prefix = "" if problem.startswith(entry["nodeid"]) else f"{entry['nodeid']}: "
+            notes.append(prefix + problem)
+        for warning in entry.get("warnings") or []:
+            notes.append(f"{entry['nodeid']}: {warning}")
+    return notes
+
+
+def render_summary(entries: list[dict[str, Any]], encoding: str | None = None) -> str:
+    from tabulate import tabulate  # imported only when there is something to print
+
+    table = tabulate(summary_rows(entries, encoding), headers=SUMMARY_HEADERS,
+                     tablefmt="simple", disable_numparse=True)
+    notes = summary_notes(entries)
+    return table + ("\n" + "\n".join(notes) if notes else "")
+
+
+def details_section(entry: dict[str, Any]) -> str:
+    """The per-test report section (shown with failures, or with -rA)."""
+    lines = []
+    est = " (estimated)" if entry.get("estimated") else ""
+    meter = f"{entry.get('meter')} {','.join(entry.get('domains') or [])}{est}"
+    if entry.get("joules_per_call") is not None:
+        spread = entry.get("joules_spread") or {}
+        lines.append(
+            f"energy: {format_energy(entry['joules_per_call'])} per call (median of "
+            f"{len(entry.get('trials') or [])} trials; min {format_energy(spread.get('min'))}, "
+            f"max {format_energy(spread.get('max'))}, CV {spread.get('cv', 0) * 100:.1f}%), "
+            f"meter {meter}"
+        )
+        if entry.get("joules_per_item") is not None:
+            lines.append(f"energy per item: {format_energy(entry['joules_per_item'])} "
+                         f"({entry.get('items')} items per call)")
+        if entry.get("watts") is not None:
+            lines.append(f"average power in the windows: {entry['watts']:.3g} W")
+    elif entry.get("invalid_reason"):
+        lines.append(f"energy: not measured: {entry['invalid_reason']}")
+    latency = entry.get("latency_ms")
+    if latency:
+        lines.append(
+            f"latency: median {format_duration_ms(latency['median'])}, p95 "
+            f"{format_duration_ms(latency['p95'])}, min {format_duration_ms(latency['min'])}, "
+            f"max {format_duration_ms(latency['max'])}"
+        )
+    lines.append(f"calls: {entry.get('calls', 0)} measured + {entry.get('warmup_calls', 0)} "
+                 "warm-up")
+    budget = entry.get("budget") or {}
+    if budget.get("joules") is not None or budget.get("latency_ms") is not None:
+        lines.append(
+            f"budget: joules {format_energy(budget.get('joules'))}, latency "
+            f"{format_duration_ms(budget.get('latency_ms'))} ({budget.get('latency_stat')}); "
+            f"use {budget_use_cell(entry)}; rating {format_stars(entry.get('rating'))}"
+        )
+    for trial_no, trial in enumerate(entry.get("trials") or [], 1):
+        joules = sum(trial["joules"].values())
+        lines.append(f"  trial {trial_no}: {trial['calls']} calls in "
+                     f"{trial['window_s'] * 1e3:.3g} ms, {format_energy(joules)}")
+    for warning in entry.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    if entry.get("meter_note"):
+        lines.append(f"meter: {entry['meter_note']}")
+    return "\n".join(lines)

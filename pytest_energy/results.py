@@ -1,0 +1,186 @@
+"""What one measured test produced, and the statistics derived from it.
+
+A result keeps every trial (window) it was computed from, so reports, storage and
+later comparisons can recompute or re-judge without re-running anything. It never
+invents a number: when the meter could not produce a trustworthy reading the result
+is *invalid* with a reason, and its energy fields are ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in [0, 100]) of a non-empty sequence."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of an empty sequence")
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class Trial:
+    """One measured window: ``calls`` calls, their latencies, and the meter's deltas."""
+
+    calls: int
+    window_s: float
+    joules: dict[str, float]  # energy per domain over the whole window
+    latencies_ns: list[int] = field(default_factory=list)
+    items: float | None = None  # items processed in the whole window, when known
+
+    @property
+    def total_joules(self) -> float:
+        return sum(self.joules.values())
+
+    @property
+    def joules_per_call(self) -> float:
+        return self.total_joules / self.calls
+
+
+@dataclass
+class EnergyResult:
+    """The measurement of one test (or of what its ``energy`` fixture measured)."""
+
+    meter: str
+    estimated: bool
+    domains: list[str]
+    device: str
+    trials: list[Trial] = field(default_factory=list)
+    warmup_calls: int = 0
+    items_per_call: float | None = None
+    invalid_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    update_period_s: float = 0.0
+    meter_note: str | None = None  # e.g. why auto fell back to estimates
+
+    # ----- counts -----------------------------------------------------------------
+    @property
+    def calls(self) -> int:
+        """Measured calls (warm-up excluded)."""
+        return sum(t.calls for t in self.trials)
+
+    @property
+    def total_calls(self) -> int:
+        """Every call of the measured code, warm-up included."""
+        return self.calls + self.warmup_calls
+
+    @property
+    def valid(self) -> bool:
+        return self.invalid_reason is None and bool(self.trials)
+
+    # ----- energy -----------------------------------------------------------------
+    def _per_call(self) -> list[float]:
+        return [t.joules_per_call for t in self.trials if t.calls > 0]
+
+    @property
+    def joules_per_call(self) -> float | None:
+        """Median over trials of window energy / calls in the window."""
+        if not self.valid:
+            return None
+        return statistics.median(self._per_call())
+
+    @property
+    def joules_per_item(self) -> float | None:
+        """Median over trials of window energy / items in the window."""
+        if not self.valid:
+            return None
+        per_item = []
+        for trial in self.trials:
+            items = trial.items if trial.items is not None else (
+                self.items_per_call * trial.calls if self.items_per_call else None)
+            if not items:
+                return None
+            per_item.append(trial.total_joules / items)
+        return statistics.median(per_item)
+
+    @property
+    def joules_spread(self) -> dict[str, float] | None:
+        """Min, max and coefficient of variation of per-call energy across trials."""
+        if not self.valid:
+            return None
+        values = self._per_call()
+        mean = statistics.fmean(values)
+        cv = statistics.stdev(values) / mean if len(values) > 1 and mean > 0 else 0.0
+        return {"min": min(values), "max": max(values), "cv": cv}
+
+    def joules_per_call_by_domain(self) -> dict[str, float] | None:
+        if not self.valid:
+            return None
+        return {
+            domain: statistics.median(t.joules.get(domain, 0.0) / t.calls for t in self.trials)
+            for domain in self.domains
+        }
+
+    @property
+    def watts(self) -> float | None:
+        """Average power over all windows (total energy / total window time)."""
+        if not self.valid:
+            return None
+        seconds = sum(t.window_s for t in self.trials)
+        return sum(t.total_joules for t in self.trials) / seconds if seconds > 0 else None
+
+    # ----- latency ----------------------------------------------------------------
+    @property
+    def latency_ms(self) -> dict[str, float] | None:
+        samples = [ns / 1e6 for t in self.trials for ns in t.latencies_ns]
+        if not samples:
+            return None
+        return {
+            "median": statistics.median(samples),
+            "p95": percentile(samples, 95),
+            "mean": statistics.fmean(samples),
+            "min": min(samples),
+            "max": max(samples),
+        }
+
+    def latency(self, stat: str) -> float | None:
+        stats = self.latency_ms
+        return None if stats is None else stats[stat]
+
+    @property
+    def meter_label(self) -> str:
+        """e.g. ``"nvml gpu:0"`` or ``"estimate cpu:process (estimated)"``."""
+        label = f"{self.meter} {','.join(self.domains)}".strip()
+        return f"{label} (estimated)" if self.estimated else label
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready measurement fields (report, xdist transport, storage)."""
+        return {
+            "joules_per_call": self.joules_per_call,
+            "joules_per_item": self.joules_per_item,
+            "joules_per_call_by_domain": self.joules_per_call_by_domain(),
+            "joules_spread": self.joules_spread,
+            "watts": self.watts,
+            "latency_ms": self.latency_ms,
+            "calls": self.calls,
+            "warmup_calls": self.warmup_calls,
+            "items": self.items_per_call,
+            "estimated": self.estimated,
+            "meter": self.meter,
+            "domains": list(self.domains),
+            "device": self.device,
+            "update_period_s": self.update_period_s,
+            "meter_note": self.meter_note,
+            "valid": self.valid,
+            "invalid_reason": self.invalid_reason,
+            "warnings": list(self.warnings),
+            "trials": [
+                {
+                    "calls": t.calls,
+                    "window_s": t.window_s,
+                    "joules": dict(t.joules),
+                    "items": t.items,
+                    "latency_ms_median": (statistics.median(t.latencies_ns) / 1e6
+                                          if t.latencies_ns else None),
+                }
+                for t in self.trials
+            ],
+        }

@@ -1,0 +1,118 @@
+"""Shared test helpers: deterministic meters that pytester-run suites can name with
+``--energy-meter=energy_test_meters:NAME``."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+try:  # pre-import: pytester's in-process runs would otherwise re-import it per run (~1 s)
+    import hypothesis  # noqa: F401
+except ImportError:  # pragma: no cover - hypothesis is a dev extra
+    pass
+
+
+TEST_METERS = textwrap.dedent(
+    '''
+    import math
+    import time
+
+
+    class StepMeter:
+        """Deterministic: every read advances the counter by exactly 1 J, so one
+        window (two reads) is 1 J whatever it contains."""
+
+        name = "step"
+        estimated = False
+        update_period_s = 0.0
+
+        def __init__(self):
+            self.reads = 0
+
+        def domains(self):
+            return ["step:0"]
+
+        def read(self):
+            self.reads += 1
+            return {"step:0": float(self.reads)}
+
+        def close(self):
+            pass
+
+
+    class WattMeter:
+        """100 W x wall time: energy proportional to elapsed time."""
+
+        name = "watt100"
+        estimated = False
+        update_period_s = 0.0
+
+        def domains(self):
+            return ["wall:0"]
+
+        def read(self):
+            return {"wall:0": 100.0 * time.perf_counter()}
+
+        def close(self):
+            pass
+
+
+    def make_watt_meter():
+        return WattMeter()
+
+
+    class FrozenMeter(StepMeter):
+        """A counter that never advances (an unsupported counter read as a constant)."""
+
+        name = "frozen"
+
+        def read(self):
+            return {"step:0": 42.0}
+
+
+    class RaisingMeter(StepMeter):
+        name = "raising"
+
+        def read(self):
+            self.reads += 1
+            if self.reads >= 3:
+                raise OSError("sensor went away")
+            return {"step:0": float(self.reads)}
+
+
+    class NanMeter(StepMeter):
+        name = "nan"
+
+        def read(self):
+            return {"step:0": math.nan}
+
+
+    class BackwardsMeter(StepMeter):
+        name = "backwards"
+
+        def read(self):
+            self.reads += 1
+            return {"step:0": 100.0 - self.reads}
+
+
+    class EstimatedStepMeter(StepMeter):
+        name = "modelled"
+        estimated = True
+
+
+    NOT_A_METER = object()
+
+
+    def failing_factory():
+        raise RuntimeError("no device here")
+    '''
+)
+
+
+@pytest.fixture
+def meters(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester with the module ``energy_test_meters`` importable."""
+    pytester.makepyfile(energy_test_meters=TEST_METERS)
+    pytester.syspathinsert()
+    return pytester
