@@ -68,9 +68,12 @@ class EnergyFixture:
                                     rounds=config.rounds, trials=config.trials,
                                     max_time_s=config.max_time, result=result)
         except MeterError as exc:
-            self._state.problem = str(exc)
-            pytest.fail(f"energy meter failed: {exc}", pytrace=False)
+            self._meter_failed(exc)
         return value  # type: ignore[no-any-return]
+
+    def _meter_failed(self, exc: MeterError) -> None:
+        self._state.problem = str(exc)
+        raise pytest.fail.Exception(f"energy meter failed: {exc}", pytrace=False) from None
 
     @contextmanager
     def measure(self, items: float | None = None) -> Iterator[EnergyResult]:
@@ -82,5 +85,4 @@ class EnergyFixture:
             with measurer.block(self._blocks, items=self._items(items)):
                 yield self._blocks
         except MeterError as exc:
-            self._state.problem = str(exc)
-            pytest.fail(f"energy meter failed: {exc}", pytrace=False)
+            self._meter_failed(exc)

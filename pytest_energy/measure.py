@@ -9,14 +9,13 @@ failures become :class:`~pytest_energy.meters.base.MeterError` with the cause.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from pytest_energy.meters.base import Meter, MeterError
-from pytest_energy.plan import Plan, make_plan, min_window_s
+from pytest_energy.plan import make_plan, min_window_s, remaining_trials, window_target_s
 from pytest_energy.results import EnergyResult, Trial
 
 
@@ -89,22 +88,31 @@ class Measurer:
             self._sync()
 
     # ----- windows ------------------------------------------------------------------
-    def _window(self, fn: Callable[[], Any], calls: int, result: EnergyResult) -> Any:
+    def _window(self, fn: Callable[[], Any], calls: int, result: EnergyResult,
+                min_duration_s: float = 0.0) -> Any:
+        """One measured window of ``calls`` calls, or, with ``min_duration_s``, of as
+        many calls as it takes to last that long (the calibrating window)."""
         clock, sync = self._clock, self._sync
         latencies: list[int] = []
         value: Any = None
+        min_ns = int(min_duration_s * 1e9)
         self._synced()
         before = self.read()
         window_start = clock()
-        for _ in range(calls):
+        done = 0
+        while True:
             start = clock()
             value = fn()
             if sync is not None:
                 sync()
-            latencies.append(clock() - start)
+            end = clock()
+            latencies.append(end - start)
+            done += 1
+            if done >= calls and end - window_start >= min_ns:
+                break
         window_ns = clock() - window_start
         after = self.read()
-        self._add_trial(result, Trial(calls=calls, window_s=window_ns / 1e9,
+        self._add_trial(result, Trial(calls=done, window_s=window_ns / 1e9,
                                       joules=self._deltas(before, after), latencies_ns=latencies))
         return value
 
@@ -131,28 +139,29 @@ class Measurer:
             result: EnergyResult | None = None) -> tuple[Any, EnergyResult]:
         """Run ``fn`` ``warmup`` + measured times; return its last value and the result.
 
-        With ``rounds=None`` the number of measured calls is sized from the warm-up
-        calls' duration (see :mod:`pytest_energy.plan`); without warm-up each trial is
-        one call. The result object is filled as trials complete, so a caller holding it
-        sees partial data if the code or the meter fails midway.
+        Explicit ``rounds`` are split over the trials, never exceeding them. With
+        ``rounds=None`` (auto) the first window runs calls until it spans enough meter
+        updates (see :mod:`pytest_energy.plan`), and the other trials repeat its call
+        count within ``max_time_s``: calibrating on a real window, not on a possibly
+        cold warm-up call. The result object is filled as trials complete, so a caller
+        holding it sees partial data if the code or the meter fails midway.
         """
         result = result if result is not None else self.new_result(items_per_call)
         value: Any = None
-        warm_ns: list[int] = []
         for _ in range(warmup):
-            start = self._clock()
             value = fn()
             self._synced()
-            warm_ns.append(self._clock() - start)
             result.warmup_calls += 1
-        call_s = statistics.median(warm_ns) / 1e9 if warm_ns else None
-        if rounds is None and call_s is None:
-            plan = Plan(warmup, (1,) * trials)
-        else:
-            plan = make_plan(warmup=warmup, rounds=rounds, trials=trials, call_s=call_s,
-                             update_period_s=self.meter.update_period_s, max_time_s=max_time_s)
-        for calls in plan.calls_per_trial:
-            value = self._window(fn, calls, result)
+        if rounds is not None:
+            for calls in make_plan(warmup=warmup, rounds=rounds, trials=trials).calls_per_trial:
+                value = self._window(fn, calls, result)
+            return value, result
+        target = window_target_s(self.meter.update_period_s, trials=trials,
+                                 max_time_s=max_time_s)
+        value = self._window(fn, 1, result, min_duration_s=target)
+        first = result.trials[-1]
+        for _ in range(remaining_trials(first.window_s, trials=trials, max_time_s=max_time_s)):
+            value = self._window(fn, first.calls, result)
         return value, result
 
     @contextmanager

@@ -52,34 +52,30 @@ def split_rounds(rounds: int, trials: int) -> tuple[int, ...]:
     return tuple(base + 1 if i < extra else base for i in range(trials))
 
 
-def auto_calls_per_trial(call_s: float, *, trials: int, window_s: float,
-                         max_time_s: float) -> tuple[int, ...]:
-    """Size the trials for a call that takes ``call_s`` seconds.
+def window_target_s(update_period_s: float, *, trials: int, max_time_s: float) -> float:
+    """How long the first (calibrating) window of an auto plan should last.
 
-    Each window gets enough calls to last ``window_s``; the total measuring time is
-    capped at ``max_time_s`` by first shortening windows, then dropping trials (at least
-    one trial of one call always runs).
+    Long enough to span the meter's updates, short enough that ``trials`` such windows
+    fit in ``max_time_s``. When the two conflict, ``max_time_s`` wins and the result
+    carries a warning that its windows are coarse.
     """
-    call_s = max(call_s, 1e-9)
-    per_trial = max(1, math.ceil(window_s / call_s))
-    budget_calls = max(1, math.floor(max_time_s / call_s))
-    if per_trial * trials > budget_calls:
-        per_trial = max(1, budget_calls // trials)
-    if per_trial * trials > budget_calls:
-        trials = max(1, budget_calls // per_trial)
-    return (per_trial,) * max(1, trials)
+    return min(min_window_s(update_period_s), max_time_s / max(1, trials))
 
 
-def make_plan(*, warmup: int, rounds: int | None, trials: int, call_s: float | None,
-              update_period_s: float, max_time_s: float) -> Plan:
-    """The plan for one test. ``call_s`` is the measured duration of one call (from
-    warm-up); it is only needed when ``rounds`` is None (auto)."""
-    if rounds is not None:
-        return Plan(warmup, split_rounds(rounds, trials))
-    if call_s is None:
-        raise ValueError("auto rounds need a call duration")
-    return Plan(
-        warmup,
-        auto_calls_per_trial(call_s, trials=trials, window_s=min_window_s(update_period_s),
-                             max_time_s=max_time_s),
-    )
+def remaining_trials(first_window_s: float, *, trials: int, max_time_s: float) -> int:
+    """Trials to run after the calibrating one, each with the same number of calls.
+
+    A slow call (whose first window already used much of ``max_time_s``) gets fewer
+    trials; at least the calibrating trial always runs.
+    """
+    if first_window_s <= 0:
+        return trials - 1
+    fit = math.floor(max_time_s / first_window_s) - 1
+    return max(0, min(trials - 1, fit))
+
+
+def make_plan(*, warmup: int, rounds: int, trials: int) -> Plan:
+    """The fixed plan for explicit ``rounds`` (auto plans are sized while measuring: the
+    first window runs calls until it lasts :func:`window_target_s`, and the other
+    trials repeat its call count)."""
+    return Plan(warmup, split_rounds(rounds, trials))

@@ -3,44 +3,129 @@
 Flow for one test that has the ``energy_budget`` marker:
 setup (validate the marker, choose the meter; skip or error with a message) ->
 call (run the body warm-up + measured times, unless the test uses the ``energy``
-fixture) -> makereport (judge the budgets, attach the entry to the report) ->
+fixture; then judge the budgets) -> makereport (attach the entry to the report) ->
 logreport (collect entries; on the xdist controller they arrive with the reports) ->
 sessionfinish (JSON report) -> terminal summary (the table).
+
+Import cost matters: this module is imported by every pytest run on a machine where
+the plugin is installed. It imports only :mod:`pytest_energy.options`; everything
+else is imported inside the hooks, on the first test that asks for energy.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_energy.config import (
-    MARKER_HELP,
-    MARKER_NAME,
-    ItemConfig,
-    SessionConfig,
-    add_options,
-)
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.fixture import EnergyFixture
-from pytest_energy.measure import Measurer
-from pytest_energy.meters.base import MeterError
-from pytest_energy.meters.loader import MeterPool
-from pytest_energy.state import (
-    ENTRY_ATTRIBUTE,
-    ITEM_STATE,
-    SESSION_STATE,
-    ItemState,
-    SessionState,
-    build_entry,
-    finish_item,
-    outcome_of,
-)
+from pytest_energy.options import MARKER_HELP, MARKER_NAME, SessionConfig, add_options
+
+if TYPE_CHECKING:
+    from pytest_energy.fixture import EnergyFixture
+    from pytest_energy.measure import Measurer
+    from pytest_energy.meters.loader import MeterPool
+    from pytest_energy.state import ItemState
 
 FIXTURE_NAME = "energy"
 STATUS_LETTER = "J"
+ENTRY_ATTRIBUTE = "energy"  # name of the attribute carrying the entry on a TestReport
+
+ITEM_STATE = pytest.StashKey["ItemState"]()
+SESSION = pytest.StashKey["EnergySession"]()
+
+
+class EnergyBudgetExceeded(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """Raised at the end of the call phase when a budget is exceeded.
+
+    Raising (instead of editing the report afterwards) keeps pytest's own machinery in
+    charge: ``xfail(raises=EnergyBudgetExceeded, strict=True)`` works, and other
+    plugins see an ordinary failure.
+    """
+
+
+class EnergySession:
+    """Session-level state and hooks, registered in pytest_configure.
+
+    On the xdist controller it receives every worker's entries with the reports; it
+    alone prints the summary and writes the JSON report.
+    """
+
+    def __init__(self, config: SessionConfig, is_worker: bool) -> None:
+        self.config = config
+        self.is_worker = is_worker
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.report_errors: list[str] = []
+        self.json_written: str | None = None
+        self._pool: MeterPool | None = None
+
+    @property
+    def pool(self) -> MeterPool:
+        """Meters, created on the first test that needs one."""
+        if self._pool is None:
+            from pytest_energy.meters.loader import MeterPool
+
+            self._pool = MeterPool(self.config.meter,
+                                   watts_per_core=self.config.estimate_watts_per_core,
+                                   require_hardware=self.config.require_hardware)
+        return self._pool
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = getattr(report, ENTRY_ATTRIBUTE, None)
+        if entry is not None:
+            from pytest_energy.state import outcome_of
+
+            stored = dict(entry)
+            stored["outcome"] = outcome_of(report)
+            self.entries[report.nodeid] = stored
+        elif report.when == "teardown" and report.failed and report.nodeid in self.entries:
+            self.entries[report.nodeid]["outcome"] = "error"
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._pool is not None:
+            self.report_errors.extend(self._pool.close())
+        if self.is_worker or not self.config.json_path:
+            return
+        from pytest_energy.jsonreport import build_report, write_report
+
+        meter = self._pool.describe() if self._pool is not None else {
+            "requested": self.config.meter, "used": {}, "unavailable": {}}
+        try:
+            path = write_report(self.config.json_path,
+                                build_report(list(self.entries.values()), meter))
+            self.json_written = str(path)
+        except (OSError, ValueError, TypeError) as exc:
+            self.report_errors.append(
+                f"could not write the JSON report to {self.config.json_path}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        try:
+            self._print_summary(terminalreporter)
+        except Exception as exc:  # the summary must never turn a run into a traceback
+            terminalreporter.write_line(
+                f"pytest-energy: could not print the summary: {type(exc).__name__}: {exc}",
+                red=True)
+
+    def _print_summary(self, terminalreporter: Any) -> None:
+        entries = list(self.entries.values())
+        if entries and self.config.summary:
+            from pytest_energy.report import render_summary
+
+            terminalreporter.section("energy summary")
+            encoding = getattr(getattr(terminalreporter, "_tw", None), "encoding", None)
+            for line in render_summary(entries, encoding).splitlines():
+                terminalreporter.write_line(line)
+        if self.json_written:
+            terminalreporter.write_line(f"energy JSON report: {self.json_written}")
+        for error in self.report_errors:
+            terminalreporter.write_line(f"pytest-energy: {error}", red=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,19 +138,9 @@ def pytest_configure(config: pytest.Config) -> None:
         session_config = SessionConfig.from_config(config)
     except EnergyConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
-    state = SessionState(
-        config=session_config,
-        pool=MeterPool(session_config.meter,
-                       watts_per_core=session_config.estimate_watts_per_core,
-                       require_hardware=session_config.require_hardware),
-        is_worker=hasattr(config, "workerinput"),
-    )
-    config.stash[SESSION_STATE] = state
-    config.pluginmanager.register(EnergySessionPlugin(state), "energy-session")
-
-
-def _session(config: pytest.Config) -> SessionState | None:
-    return config.stash.get(SESSION_STATE, None)
+    session = EnergySession(session_config, is_worker=hasattr(config, "workerinput"))
+    config.stash[SESSION] = session
+    config.pluginmanager.register(session, "energy-session")
 
 
 def _wants_energy(item: pytest.Item) -> bool:
@@ -75,9 +150,12 @@ def _wants_energy(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    session = _session(item.config)
+    session = item.config.stash.get(SESSION, None)
     if session is None or not _wants_energy(item):
         return
+    from pytest_energy.config import ItemConfig
+    from pytest_energy.state import ItemState
+
     uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
     try:
         item_config = ItemConfig.from_item(item, session.config)
@@ -94,8 +172,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _choose_meter(state, session)
 
 
-def _choose_meter(state: ItemState, session: SessionState) -> Measurer:
+def _choose_meter(state: ItemState, session: EnergySession) -> Measurer:
     """Pick the meter for the test's device; skip or fail the test when there is none."""
+    from pytest_energy.measure import Measurer
+
     assert state.config is not None
     choice = session.pool.choose(state.config.device)
     state.choice = choice
@@ -115,7 +195,9 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     Read the numbers from ``energy.result``. With an ``energy_budget`` marker, its
     budgets apply to what this fixture measured.
     """
-    session = _session(request.config)
+    from pytest_energy.fixture import EnergyFixture
+
+    session = request.config.stash.get(SESSION, None)
     state = request.node.stash.get(ITEM_STATE, None)
     if session is None or state is None or state.config is None:
         raise pytest.UsageError("the energy fixture needs the pytest-energy plugin enabled")
@@ -128,13 +210,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     state = pyfuncitem.stash.get(ITEM_STATE, None)
     if state is None or state.config is None or not state.config.marked or state.uses_fixture:
         return (yield)
-    session = _session(pyfuncitem.config)
-    assert session is not None and state.choice is not None
+    session = pyfuncitem.config.stash[SESSION]
     original = pyfuncitem.obj
     if inspect.iscoroutinefunction(original):
         state.problem = ("async test functions are not measured by the marker alone: "
                          "use the energy fixture inside the test")
         return (yield)
+    from pytest_energy.meters.base import MeterError
+
     measurer = _choose_meter(state, session)
     config = state.config
     result = measurer.new_result(config.items)
@@ -146,24 +229,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
                                     rounds=config.rounds, trials=config.trials,
                                     max_time_s=config.max_time, result=result)
         except MeterError as exc:
-            state.problem = str(exc)
-            pytest.fail(f"energy meter failed: {exc}", pytrace=False)
-        return value
+            message = str(exc)
+        else:
+            return value
+        state.problem = message
+        pytest.fail(f"energy meter failed: {message}", pytrace=False)
 
     pyfuncitem.obj = measured_body
     try:
         return (yield)
     finally:
         pyfuncitem.obj = original
-
-
-class EnergyBudgetExceeded(pytest.fail.Exception):  # type: ignore[misc,name-defined]
-    """Raised at the end of the call phase when a budget is exceeded.
-
-    Raising (instead of editing the report afterwards) keeps pytest's own machinery in
-    charge: ``xfail(raises=EnergyBudgetExceeded, strict=True)`` works, and other
-    plugins see an ordinary failure.
-    """
 
 
 @pytest.hookimpl(wrapper=True)
@@ -173,6 +249,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     state = item.stash.get(ITEM_STATE, None)
     if state is None:
         return
+    from pytest_energy.state import finish_item
+
     check = finish_item(state)
     if check is not None and not check.passed:
         raise EnergyBudgetExceeded(check.message, pytrace=False)
@@ -185,38 +263,20 @@ def pytest_runtest_makereport(
     """Attach the entry (the test's numbers) to the report and add a details section."""
     report = yield
     state = item.stash.get(ITEM_STATE, None)
-    if state is None:
+    if state is None or call.when == "teardown" or (call.when == "setup" and report.passed):
         return report
-    if call.when == "setup" and not report.passed:
-        setattr(report, ENTRY_ATTRIBUTE, build_entry(item.nodeid, state))
-    elif call.when == "call":
-        entry = build_entry(item.nodeid, state)
-        setattr(report, ENTRY_ATTRIBUTE, entry)
-        if state.result is not None:
-            from pytest_energy.report import details_section
+    from pytest_energy.state import build_entry
 
-            report.sections.append(("energy", details_section(entry)))
-            for prop in _user_properties(entry):
-                item.user_properties.append(prop)  # junitxml reads them at teardown
-                report.user_properties.append(prop)
+    entry = build_entry(item.nodeid, state)
+    setattr(report, ENTRY_ATTRIBUTE, entry)
+    if call.when == "call" and state.result is not None:
+        from pytest_energy.report import details_section, user_properties
+
+        report.sections.append(("energy", details_section(entry)))
+        for prop in user_properties(entry):
+            item.user_properties.append(prop)  # junitxml reads them at teardown
+            report.user_properties.append(prop)
     return report
-
-
-def _user_properties(entry: dict[str, Any]) -> list[tuple[str, object]]:
-    """Flat numbers for junitxml (and anything else reading user_properties)."""
-    latency = entry.get("latency_ms") or {}
-    pairs = (
-        ("energy_joules_per_call", entry.get("joules_per_call")),
-        ("energy_joules_per_item", entry.get("joules_per_item")),
-        ("energy_latency_ms", latency.get("median")),
-        ("energy_latency_ms_p95", latency.get("p95")),
-        ("energy_calls", entry.get("calls")),
-        ("energy_meter", entry.get("meter")),
-        ("energy_estimated", entry.get("estimated")),
-        ("energy_rating", entry.get("rating")),
-        ("energy_verdict", entry.get("verdict")),
-    )
-    return [(key, value) for key, value in pairs if value is not None]
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
@@ -225,67 +285,3 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
             "over budget") and not hasattr(report, "wasxfail"):
         return "failed", STATUS_LETTER, ("OVER BUDGET", {"red": True})
     return None
-
-
-class EnergySessionPlugin:
-    """Session-level hooks, registered in pytest_configure so they can hold state.
-
-    On the xdist controller it receives every worker's entries with the reports; it
-    alone prints the summary and writes the JSON report.
-    """
-
-    def __init__(self, state: SessionState) -> None:
-        self.state = state
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        entry = getattr(report, ENTRY_ATTRIBUTE, None)
-        entries = self.state.entries
-        if entry is not None:
-            stored = dict(entry)
-            stored["outcome"] = outcome_of(report)
-            entries[report.nodeid] = stored
-        elif report.when == "teardown" and report.failed and report.nodeid in entries:
-            entries[report.nodeid]["outcome"] = "error"
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        state = self.state
-        state.report_errors.extend(state.pool.close())
-        if state.is_worker or not state.config.json_path:
-            return
-        from pytest_energy.jsonreport import build_report, write_report
-
-        try:
-            path = write_report(state.config.json_path,
-                                build_report(list(state.entries.values()), state.pool.describe()))
-            state.json_written = str(path)
-        except (OSError, ValueError, TypeError) as exc:
-            state.report_errors.append(
-                f"could not write the JSON report to {state.config.json_path}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.state.is_worker:
-            return
-        try:
-            _print_summary(terminalreporter, self.state)
-        except Exception as exc:  # the summary must never turn a run into a traceback
-            terminalreporter.write_line(
-                f"pytest-energy: could not print the summary: {type(exc).__name__}: {exc}",
-                red=True)
-
-
-def _print_summary(terminalreporter: Any, state: SessionState) -> None:
-    entries = list(state.entries.values())
-    if entries and state.config.summary:
-        from pytest_energy.report import render_summary
-
-        terminalreporter.section("energy summary")
-        encoding = getattr(getattr(terminalreporter, "_tw", None), "encoding", None)
-        for line in render_summary(entries, encoding).splitlines():
-            terminalreporter.write_line(line)
-    if state.json_written:
-        terminalreporter.write_line(f"energy JSON report: {state.json_written}")
-    for error in state.report_errors:
-        terminalreporter.write_line(f"pytest-energy: {error}", red=True)

@@ -175,3 +175,20 @@ def details_section(entry: dict[str, Any]) -> str:
     if entry.get("meter_note"):
         lines.append(f"meter: {entry['meter_note']}")
     return "\n".join(lines)
+
+
+def user_properties(entry: dict[str, Any]) -> list[tuple[str, object]]:
+    """Flat numbers for junitxml (and anything else reading user_properties)."""
+    latency = entry.get("latency_ms") or {}
+    pairs = (
+        ("energy_joules_per_call", entry.get("joules_per_call")),
+        ("energy_joules_per_item", entry.get("joules_per_item")),
+        ("energy_latency_ms", latency.get("median")),
+        ("energy_latency_ms_p95", latency.get("p95")),
+        ("energy_calls", entry.get("calls")),
+        ("energy_meter", entry.get("meter")),
+        ("energy_estimated", entry.get("estimated")),
+        ("energy_rating", entry.get("rating")),
+        ("energy_verdict", entry.get("verdict")),
+    )
+    return [(key, value) for key, value in pairs if value is not None]

@@ -8,17 +8,17 @@ the summary, the JSON report and storage all read entries, never live objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from pytest_energy.config import ItemConfig, SessionConfig
-from pytest_energy.meters.loader import MeterChoice, MeterPool
+from pytest_energy.config import ItemConfig
+from pytest_energy.meters.loader import MeterChoice
 from pytest_energy.results import EnergyResult
 from pytest_energy.verdict import BudgetCheck, check_budgets
 
-ENTRY_ATTRIBUTE = "energy"  # name of the attribute on TestReport
+
 
 
 @dataclass
@@ -34,20 +34,6 @@ class ItemState:
     check: BudgetCheck | None = None
 
 
-@dataclass
-class SessionState:
-    """Session-wide: the resolved config, the meters, and the entries received."""
-
-    config: SessionConfig
-    pool: MeterPool
-    is_worker: bool
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    report_errors: list[str] = field(default_factory=list)
-    json_written: str | None = None
-
-
-ITEM_STATE = pytest.StashKey[ItemState]()
-SESSION_STATE = pytest.StashKey[SessionState]()
 
 
 def empty_measurement() -> dict[str, Any]:

@@ -35,7 +35,8 @@ DURATION_UNITS: dict[str, float] = {
     "min": 60e3,
 }
 
-_QUANTITY = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Zµ]*)\s*$")
+# Compiled on first use: this module is imported by every pytest run.
+_QUANTITY_PATTERN = r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Zµ]*)\s*$"
 
 ENERGY_HELP = 'a number of joules or a string with a unit, e.g. 2.5, "150 mJ", "2.5 J", "1 kJ", "0.1 Wh"'
 DURATION_HELP = 'a number of milliseconds or a string with a unit, e.g. 20, "300 us", "20 ms", "1.5 s"'
@@ -55,7 +56,7 @@ def _parse_quantity(
             f"{argument}={value!r} is not valid: expected {accepted} (got {type(value).__name__})"
         )
     if isinstance(value, str):
-        match = _QUANTITY.match(value)
+        match = re.match(_QUANTITY_PATTERN, value)
         if not match:
             raise EnergyConfigError(f"{argument}={value!r} is not valid: expected {accepted}")
         number_text, unit_text = match.groups()

@@ -176,9 +176,7 @@ class RaplMeter:
             wanted.append((f"package:{suffix}", path, zone_name))
         if not wanted:
             seen = ", ".join(f"{p.name}={names[p.name]}" for p in dirs) or "none"
-            raise MeterUnavailable(
-                f"no RAPL package zone under {self._root} (zones found: {seen})"
-            )
+            raise MeterUnavailable(f"no RAPL package zone under {self._root} (zones found: {seen})")
         for path in dirs:
             sub = _SUBZONE_DIR.fullmatch(path.name)
             if sub is None or names[path.name] != "dram":
