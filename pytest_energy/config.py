@@ -108,7 +108,7 @@ def _marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:
             f"{len(marker.args)}: {marker.args!r}; pass the others by keyword"
         )
     kwargs = dict(marker.kwargs)
-    for name, value in zip(("joules", "latency_ms"), marker.args):
+    for name, value in zip(("joules", "latency_ms"), marker.args, strict=False):
         if name in kwargs:
             raise EnergyConfigError(f"{name} given both by position and by keyword")
         kwargs[name] = value

@@ -13,6 +13,7 @@ xfailed, xpassed), ``joules_per_call`` (number or null, never a fake 0),
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -69,10 +70,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        except OSError:
-            pass
         raise
     return target
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.units import parse_count, parse_duration_ms, parse_energy, parse_items
+from pytest_energy.units import parse_count, parse_duration_ms
 
 MARKER_NAME = "energy_budget"
 LATENCY_STATS = ("median", "p95")
@@ -166,8 +166,9 @@ SESSION_SETTINGS: tuple[Setting, ...] = (
     _setting("require_hardware", lambda v, argument: parse_bool(v, argument=argument), False,
              "fail tests that cannot be measured by a hardware counter instead of skipping "
              "CUDA tests or falling back to estimates", flag=True),
-    _setting("estimate_watts_per_core", lambda v, argument: parse_positive_watts(v, argument=argument),
-             10.0, "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
+    _setting("estimate_watts_per_core",
+             lambda v, argument: parse_positive_watts(v, argument=argument), 10.0,
+             "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
 )
 
 ALL_SETTINGS = PER_TEST_SETTINGS + SESSION_SETTINGS

@@ -157,12 +157,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from pytest_energy.state import ItemState
 
     uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
+    error: str | None = None
     try:
         item_config = ItemConfig.from_item(item, session.config)
     except EnergyConfigError as exc:
         error = str(exc)
-    else:
-        error = None
     if error is not None:  # fail outside the except block: no chained exception shown
         item.stash[ITEM_STATE] = ItemState(None, uses_fixture, config_error=error)
         pytest.fail(error, pytrace=False)

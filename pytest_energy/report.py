@@ -102,12 +102,15 @@ def summary_notes(entries: list[dict[str, Any]]) -> list[str]:
             "est. = estimated, not measured: process CPU time x watts per busy core "
             "(see README, 'How measurement works'); compare estimates only with estimates"
         )
-    seen: set[str] = set()
-    for entry in entries:
-        note = entry.get("meter_note")
-        if note and note not in seen:
-            seen.add(note)
-            notes.append(f"meter: {note}")
+    # The same fall-back is explained per device; a note that another one extends (the
+    # "auto" device also names the missing GPU counter) is shown once, in full.
+    meter_notes = sorted({e["meter_note"] for e in entries if e.get("meter_note")}, key=len,
+                         reverse=True)
+    kept: list[str] = []
+    for note in meter_notes:
+        if not any(longer.startswith(note) for longer in kept):
+            kept.append(note)
+    notes.extend(f"meter: {note}" for note in kept)
     if any(e.get("rating") is not None for e in entries):
         notes.append("rating: stars by budget use, five equal intervals of [0, joules budget]"
                      " (<=20% = 5 stars); unrated without a joules budget")

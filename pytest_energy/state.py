@@ -19,8 +19,6 @@ from pytest_energy.results import EnergyResult
 from pytest_energy.verdict import BudgetCheck, check_budgets
 
 
-
-
 @dataclass
 class ItemState:
     """What the plugin knows about one test while it runs."""

@@ -38,8 +38,10 @@ DURATION_UNITS: dict[str, float] = {
 # Compiled on first use: this module is imported by every pytest run.
 _QUANTITY_PATTERN = r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Zµ]*)\s*$"
 
-ENERGY_HELP = 'a number of joules or a string with a unit, e.g. 2.5, "150 mJ", "2.5 J", "1 kJ", "0.1 Wh"'
-DURATION_HELP = 'a number of milliseconds or a string with a unit, e.g. 20, "300 us", "20 ms", "1.5 s"'
+ENERGY_HELP = ('a number of joules or a string with a unit, e.g. 2.5, "150 mJ", "2.5 J", '
+               '"1 kJ", "0.1 Wh"')
+DURATION_HELP = ('a number of milliseconds or a string with a unit, e.g. 20, "300 us", "20 ms", '
+                 '"1.5 s"')
 
 
 def _parse_quantity(

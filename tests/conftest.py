@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 
 import pytest
 
-try:  # pre-import: pytester's in-process runs would otherwise re-import it per run (~1 s)
+# Pre-import: pytester's in-process runs would otherwise re-import it per run (~1 s).
+with contextlib.suppress(ImportError):  # hypothesis is a dev extra
     import hypothesis  # noqa: F401
-except ImportError:  # pragma: no cover - hypothesis is a dev extra
-    pass
 
 
 TEST_METERS = textwrap.dedent(

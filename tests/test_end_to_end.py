@@ -351,7 +351,8 @@ def test_plugin_can_be_disabled(meters: pytest.Pytester) -> None:
             assert len(CALLS) == 1
         """
     )
-    result = meters.runpytest_subprocess("-p", "no:energy", "-W", "ignore::pytest.PytestUnknownMarkWarning")
+    result = meters.runpytest_subprocess(
+        "-p", "no:energy", "-W", "ignore::pytest.PytestUnknownMarkWarning")
     result.assert_outcomes(passed=2)
     assert "energy summary" not in result.stdout.str()
 
