@@ -7,6 +7,7 @@ command line > environment > ini > default (the last four resolved in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,11 @@ class ItemConfig:
     joules: float | None = None
     latency_ms: float | None = None
     items: float | None = None
-    group: str | None = None
+    joules_per_item: float | None = None
+    group: str | None = None  # explicit group=; see ``rating_group`` for the effective one
+    rating_group: str | None = None
+    variant: str | None = None  # the parametrization id, e.g. "batch32-bf16"
+    default_variant: bool = False
     rounds: int | None = None
     warmup: int = 1
     trials: int = 5
@@ -42,7 +47,8 @@ class ItemConfig:
 
     @property
     def has_budget(self) -> bool:
-        return self.joules is not None or self.latency_ms is not None
+        return (self.joules is not None or self.latency_ms is not None
+                or self.joules_per_item is not None)
 
     @classmethod
     def from_item(cls, item: pytest.Item, session: SessionConfig) -> ItemConfig:
@@ -58,12 +64,19 @@ class ItemConfig:
                 "merge them into one @pytest.mark.energy_budget(...)"
             )
         marker = item.get_closest_marker(MARKER_NAME)
-        kwargs = _marker_kwargs(marker) if marker is not None else {}
         try:
-            return cls.from_values(item.nodeid, marked=marker is not None, kwargs=kwargs,
-                                   session=session)
+            kwargs = _marker_kwargs(marker) if marker is not None else {}
+            config = cls.from_values(item.nodeid, marked=marker is not None, kwargs=kwargs,
+                                     session=session)
         except EnergyConfigError as exc:
             raise EnergyConfigError(f"{item.nodeid}: energy_budget marker: {exc}") from None
+        callspec = getattr(item, "callspec", None)
+        base_name = getattr(item, "originalname", None) or item.name.split("[")[0]
+        return dataclasses.replace(
+            config,
+            rating_group=config.group or base_name,
+            variant=callspec.id if callspec is not None else None,
+        )
 
     @classmethod
     def from_values(cls, nodeid: str, *, marked: bool, kwargs: Mapping[str, Any],
@@ -89,13 +102,20 @@ class ItemConfig:
         group = given.get("group")
         if group is not None and (not isinstance(group, str) or not group.strip()):
             raise EnergyConfigError(f"group={group!r} is not valid: expected a non-empty string")
+        default = given.get("default", False)
+        if not isinstance(default, bool):
+            raise EnergyConfigError(f"default={default!r} is not valid: expected True or False")
         return cls(
             nodeid=nodeid,
             marked=marked,
             joules=parse_energy(given["joules"]) if "joules" in given else None,
             latency_ms=parse_duration_ms(given["latency_ms"]) if "latency_ms" in given else None,
             items=parse_items(given["items"]) if "items" in given else None,
+            joules_per_item=(parse_energy(given["joules_per_item"], argument="joules_per_item")
+                             if "joules_per_item" in given else None),
             group=group,
+            rating_group=group,
+            default_variant=default,
             **values,
         )
 

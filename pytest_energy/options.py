@@ -175,14 +175,17 @@ ALL_SETTINGS = PER_TEST_SETTINGS + SESSION_SETTINGS
 SETTINGS_BY_NAME = {s.name: s for s in ALL_SETTINGS}
 
 # Marker keywords: the budgets, plus every per-test setting.
-BUDGET_KEYWORDS = ("joules", "latency_ms", "items", "group")
+BUDGET_KEYWORDS = ("joules", "latency_ms", "items", "joules_per_item", "group", "default")
 MARKER_KEYWORDS = BUDGET_KEYWORDS + tuple(s.name for s in PER_TEST_SETTINGS)
 MARKER_HELP = (
-    "energy_budget(joules=None, latency_ms=None, *, items=None, rounds=None, warmup=None, "
-    "trials=None, device=None, group=None, latency_stat=None, max_time=None): measure the "
+    "energy_budget(joules=None, latency_ms=None, *, items=None, joules_per_item=None, "
+    "rounds=None, warmup=None, trials=None, device=None, group=None, default=False, "
+    "latency_stat=None, max_time=None): measure the "
     "test's call with an energy meter and fail it when the median energy per call exceeds "
     '`joules` (J, or "150 mJ", "0.1 Wh") or the median latency per call exceeds `latency_ms` '
-    '(ms, or "300 us", "1.5 s"). items = items processed per call (for J/item).'
+    '(ms, or "300 us", "1.5 s"). items = items processed per call (for J/item and the '
+    "joules_per_item budget); group = rating group (default: the test function's name); "
+    "default=True marks the variant in use today, for the right-sizing table."
 )
 
 

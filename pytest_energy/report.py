@@ -34,7 +34,9 @@ def format_stars(rating: int | None, encoding: str | None = None) -> str:
 
 
 def _percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{fraction * 100:.0f}%"
+    if fraction is None:
+        return "-"
+    return "<1%" if 0 < fraction < 0.005 else f"{fraction * 100:.0f}%"
 
 
 def energy_cell(joules: float | None, estimated: bool | None) -> str:
@@ -47,6 +49,8 @@ def budget_use_cell(entry: dict[str, Any]) -> str:
     parts = []
     if use.get("joules") is not None:
         parts.append(f"J {_percent(use['joules'])}")
+    if use.get("joules_per_item") is not None:
+        parts.append(f"J/item {_percent(use['joules_per_item'])}")
     if use.get("latency") is not None:
         parts.append(f"t {_percent(use['latency'])}")
     return " ".join(parts) or "-"

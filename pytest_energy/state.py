@@ -58,15 +58,20 @@ def build_entry(nodeid: str, state: ItemState) -> dict[str, Any]:
         entry.update(empty_measurement())
     entry["budget"] = {
         "joules": config.joules if config else None,
+        "joules_per_item": config.joules_per_item if config else None,
         "latency_ms": config.latency_ms if config else None,
         "latency_stat": config.latency_stat if config else None,
     }
-    entry["group"] = config.group if config else None
+    entry["group"] = config.rating_group if config else None
+    entry["group_explicit"] = bool(config and config.group)
+    entry["variant"] = config.variant if config else None
+    entry["default_variant"] = bool(config and config.default_variant)
     entry["fixture"] = state.uses_fixture
     check = state.check
     entry["budget_use"] = {
         "joules": check.joules_use if check else None,
         "latency": check.latency_use if check else None,
+        "joules_per_item": check.item_use if check else None,
     }
     entry["rating"] = check.rating if check else None
     entry["rating_rule"] = check.rating_rule if check else None

@@ -47,6 +47,7 @@ class BudgetCheck:
     rating: int | None
     rating_rule: str | None
     invalid: bool = False
+    item_use: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -63,13 +64,14 @@ class BudgetCheck:
             return "invalid"
         if self.failures:
             return "over budget"
-        return "ok" if self.joules_use is not None or self.latency_use is not None else "measured"
+        budgeted = (self.joules_use, self.latency_use, self.item_use)
+        return "ok" if any(use is not None for use in budgeted) else "measured"
 
 
 def check_budgets(result: EnergyResult, config: ItemConfig) -> BudgetCheck:
     """Compare ``result`` with the budgets in ``config``."""
     failures: list[str] = []
-    joules_use = latency_use = None
+    joules_use = latency_use = item_use = None
     rating = None
     jpc = result.joules_per_call
     if config.joules is not None:
@@ -86,6 +88,24 @@ def check_budgets(result: EnergyResult, config: ItemConfig) -> BudgetCheck:
                     f"energy budget exceeded: {format_energy(jpc)} per call > "
                     f"{format_energy(config.joules)} budget ({_over(jpc, config.joules)}), "
                     f"{result.meter_label}, {len(result.trials)} trials"
+                )
+    if config.joules_per_item is not None:
+        jpi = result.joules_per_item
+        if jpi is None:
+            failures.append(
+                "energy-per-item budget could not be checked: "
+                f"{result.invalid_reason or 'no items per call given (items=...)'}"
+            )
+        else:
+            item_use = jpi / config.joules_per_item
+            if rating is None:  # a joules-per-call budget, when present, rates the test
+                rating = stars_for_use(item_use)
+            if jpi > config.joules_per_item:
+                failures.append(
+                    f"energy budget exceeded: {format_energy(jpi)} per item > "
+                    f"{format_energy(config.joules_per_item)} budget "
+                    f"({_over(jpi, config.joules_per_item)}), {result.meter_label}, "
+                    f"{len(result.trials)} trials"
                 )
     if config.latency_ms is not None:
         latency = result.latency(config.latency_stat)
@@ -104,6 +124,7 @@ def check_budgets(result: EnergyResult, config: ItemConfig) -> BudgetCheck:
         joules_use=joules_use,
         latency_use=latency_use,
         rating=rating,
+        item_use=item_use,
         rating_rule=RATING_RULE_BUDGET if rating is not None else None,
-        invalid=config.joules is not None and jpc is None,
+        invalid=(config.joules is not None or config.joules_per_item is not None) and jpc is None,
     )

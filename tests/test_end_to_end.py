@@ -267,7 +267,9 @@ def test_exception_in_measured_body_is_the_failure_once(meters: pytest.Pytester)
     result = meters.runpytest(*STEP)
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert output.count("ValueError: model exploded in round 3") == 1
+    raised = [line for line in result.stdout.lines
+              if line.startswith("E ") and "model exploded in round 3" in line]
+    assert len(raised) == 1
     assert "energy budget exceeded" not in output
 
 
@@ -620,3 +622,56 @@ def test_p95_latency_stat(meters: pytest.Pytester) -> None:
     result = meters.runpytest(*STEP)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*latency budget exceeded: * p95 per call > 20 ms budget*"])
+
+
+def test_joules_per_item_budget_and_groups(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("batch", [1, 8])
+        @pytest.mark.energy_budget(joules_per_item="200 mJ", items=1, rounds=1, warmup=0)
+        def test_variant(batch):
+            pass
+
+        @pytest.mark.energy_budget(joules_per_item="0.5 J", items=4, rounds=1, warmup=0,
+                                   group="mlp", default=True)
+        def test_named():
+            pass
+
+        @pytest.mark.energy_budget(joules_per_item="1 J", rounds=1)
+        def test_no_items():
+            pass
+        """
+    )
+    result = meters.runpytest(*STEP, "--energy-json=e.json")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines([
+        "*energy budget exceeded: 1 J per item > 200 mJ budget (+400%), step step:0, 1 trials",
+        "*energy-per-item budget could not be checked: no items per call given (items=...)*",
+    ])
+    tests = {t["nodeid"].split("::")[1]: t for t in
+             json.loads((meters.path / "e.json").read_text())["tests"]}
+    assert tests["test_variant[1]"]["group"] == "test_variant"
+    assert tests["test_variant[1]"]["variant"] == "1"
+    assert tests["test_variant[1]"]["group_explicit"] is False
+    named = tests["test_named"]
+    assert named["group"] == "mlp" and named["group_explicit"] and named["default_variant"]
+    assert named["joules_per_item"] == 0.25
+    assert named["budget"]["joules_per_item"] == 0.5
+    assert named["budget_use"]["joules_per_item"] == 0.5 and named["rating"] == 3
+
+
+def test_default_must_be_bool(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules=1, default="yes")
+        def test_bad():
+            pass
+        """
+    )
+    result = meters.runpytest(*STEP)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*default='yes' is not valid: expected True or False*"])
