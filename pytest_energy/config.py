@@ -66,8 +66,8 @@ class ItemConfig:
         marker = item.get_closest_marker(MARKER_NAME)
         try:
             kwargs = _marker_kwargs(marker) if marker is not None else {}
-            config = cls.from_values(item.nodeid, marked=marker is not None, kwargs=kwargs,
-                                     session=session)
+            config = cls.from_values(item.nodeid, kwargs=kwargs, session=session,
+                                     marked=marker is not None or session.measure_all)
         except EnergyConfigError as exc:
             raise EnergyConfigError(f"{item.nodeid}: energy_budget marker: {exc}") from None
         callspec = getattr(item, "callspec", None)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pytest_energy.isolation import exclusive, lock_keys
 from pytest_energy.meters.base import Meter, MeterError
 from pytest_energy.plan import make_plan, min_window_s, remaining_trials, window_target_s
 from pytest_energy.results import EnergyResult, Trial
@@ -26,11 +27,13 @@ class Measurer:
     """Measures callables or blocks with one meter, for one test."""
 
     def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
-                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 isolate: bool = True) -> None:
         self.meter = meter
         self.device = device
         self.meter_note = meter_note
         self._clock = clock
+        self._lock_keys = lock_keys(meter, device) if isolate else []
         sync = getattr(meter, "sync", None)
         self._sync: Callable[[], Any] | None = sync if callable(sync) else None
 
@@ -153,6 +156,22 @@ class Measurer:
         holding it sees partial data if the code or the meter fails midway.
         """
         result = result if result is not None else self.new_result(items_per_call)
+        with self._isolated(result):
+            return self._run(fn, warmup=warmup, rounds=rounds, trials=trials,
+                             max_time_s=max_time_s, result=result), result
+
+    @contextmanager
+    def _isolated(self, result: EnergyResult) -> Iterator[None]:
+        """Hold the device locks (see :mod:`pytest_energy.isolation`); note any wait."""
+        if not self._lock_keys:
+            yield
+            return
+        with exclusive(self._lock_keys) as info:
+            result.lock_wait_s += info["waited_s"]
+            yield
+
+    def _run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
+             max_time_s: float, result: EnergyResult) -> Any:
         value: Any = None
         for _ in range(warmup):
             value = fn()
@@ -161,18 +180,22 @@ class Measurer:
         if rounds is not None:
             for calls in make_plan(warmup=warmup, rounds=rounds, trials=trials).calls_per_trial:
                 value = self._window(fn, calls, result)
-            return value, result
+            return value
         target = window_target_s(self.meter.update_period_s, trials=trials,
                                  max_time_s=max_time_s)
         value = self._window(fn, 1, result, min_duration_s=target)
         first = result.trials[-1]
         for _ in range(remaining_trials(first.window_s, trials=trials, max_time_s=max_time_s)):
             value = self._window(fn, first.calls, result)
-        return value, result
+        return value
 
     @contextmanager
     def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:
         """Measure the body of a ``with`` block once, as one trial of one call."""
+        with self._isolated(result):
+            yield from self._block(result, items)
+
+    def _block(self, result: EnergyResult, items: float | None) -> Iterator[None]:
         self._synced()
         before = self.read()
         start = self._clock()

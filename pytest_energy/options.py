@@ -163,6 +163,10 @@ SESSION_SETTINGS: tuple[Setting, ...] = (
     _setting("summary", lambda v, argument: parse_bool(v, argument=argument), True,
              "print the energy summary table (--energy-no-summary hides it)", flag=True,
              cli="--energy-no-summary"),
+    _setting("all", lambda v, argument: parse_bool(v, argument=argument), False,
+             "measure every test, marked or not, with the default plan (a one-off audit: each "
+             "unmarked body then runs warm-up + measured times, and the run takes longer)",
+             flag=True),
     _setting("require_hardware", lambda v, argument: parse_bool(v, argument=argument), False,
              "fail tests that cannot be measured by a hardware counter instead of skipping "
              "CUDA tests or falling back to estimates", flag=True),
@@ -275,6 +279,7 @@ class SessionConfig:
         self.json_path: str | None = values["json"].value
         self.summary: bool = values["summary"].value
         self.require_hardware: bool = values["require_hardware"].value
+        self.measure_all: bool = values["all"].value
         self.estimate_watts_per_core: float = values["estimate_watts_per_core"].value
         self.per_test_defaults: dict[str, Resolved] = {
             s.name: values[s.name] for s in PER_TEST_SETTINGS}

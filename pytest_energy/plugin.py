@@ -143,15 +143,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "energy-session")
 
 
-def _wants_energy(item: pytest.Item) -> bool:
-    return item.get_closest_marker(MARKER_NAME) is not None or FIXTURE_NAME in getattr(
-        item, "fixturenames", ())
+def _wants_energy(item: pytest.Item, session: EnergySession) -> bool:
+    return (session.config.measure_all or item.get_closest_marker(MARKER_NAME) is not None
+            or FIXTURE_NAME in getattr(item, "fixturenames", ()))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(SESSION, None)
-    if session is None or not _wants_energy(item):
+    if session is None or not _wants_energy(item, session):
         return
     from pytest_energy.config import ItemConfig
     from pytest_energy.state import ItemState

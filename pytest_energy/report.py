@@ -179,6 +179,9 @@ def details_section(entry: dict[str, Any]) -> str:
                      f"{trial['window_s'] * 1e3:.3g} ms, {format_energy(joules)}")
     for warning in entry.get("warnings") or []:
         lines.append(f"warning: {warning}")
+    if entry.get("lock_wait_s"):
+        lines.append(f"isolation: waited {entry['lock_wait_s'] * 1e3:.3g} ms for another "
+                     "process's measurement on the same device (not counted in the numbers)")
     if entry.get("meter_note"):
         lines.append(f"meter: {entry['meter_note']}")
     return "\n".join(lines)

@@ -60,6 +60,7 @@ class EnergyResult:
     warnings: list[str] = field(default_factory=list)
     update_period_s: float = 0.0
     meter_note: str | None = None  # e.g. why auto fell back to estimates
+    lock_wait_s: float = 0.0  # time spent waiting for another process's measurement
 
     # ----- counts -----------------------------------------------------------------
     @property
@@ -169,6 +170,7 @@ class EnergyResult:
             "device": self.device,
             "update_period_s": self.update_period_s,
             "meter_note": self.meter_note,
+            "lock_wait_s": self.lock_wait_s,
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
             "warnings": list(self.warnings),

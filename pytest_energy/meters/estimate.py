@@ -35,6 +35,11 @@ class EstimateMeter:
             raise ValueError("watts_per_core must be > 0")
         self.watts_per_core = float(watts_per_core)
 
+    def lock_keys(self) -> list[str]:
+        """Per-process CPU time is not disturbed by other workers, but their load skews
+        latency and CPU frequency: estimate windows are serialised like RAPL's."""
+        return ["cpu-packages"]
+
     def domains(self) -> list[str]:
         return ["cpu:process"]
 

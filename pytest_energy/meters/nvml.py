@@ -323,6 +323,11 @@ class NvmlMeter:
 
     # -- Meter protocol ----------------------------------------------------------------
 
+    def lock_keys(self) -> list[str]:
+        """One cross-process measurement lock per physical GPU (by UUID, never by an
+        index, which differs between processes with different CUDA_VISIBLE_DEVICES)."""
+        return [f"gpu-{gpu.info.uuid}" for gpu in self._gpus]
+
     def domains(self) -> list[str]:
         """``gpu:N`` per measured GPU, ``N`` being the CUDA index the test uses."""
         return [gpu.domain for gpu in self._gpus]

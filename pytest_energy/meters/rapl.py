@@ -211,6 +211,11 @@ class RaplMeter:
 
     # -- Meter protocol ----------------------------------------------------------------
 
+    def lock_keys(self) -> list[str]:
+        """RAPL zones cover every package: one lock for all CPU packages, shared with the
+        estimate meter (see pytest_energy.isolation)."""
+        return ["cpu-packages"]
+
     def domains(self) -> list[str]:
         """``package:N`` and ``dram:N`` per socket, socket-major."""
         return [zone.domain for zone in self._zones]

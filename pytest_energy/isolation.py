@@ -1,0 +1,80 @@
+"""Keeping measured windows on one device from overlapping across processes.
+
+Energy counters measure a whole device (a GPU board, a CPU package), so two tests
+measured at once on the same device -- two pytest-xdist workers, or two CI jobs on one
+runner -- would each count the other's energy. Every measurement therefore holds an
+exclusive, cross-process lock per device for its whole duration (warm-up included, so
+the device is not heated by someone else between warm-up and measuring).
+
+Locks are ``flock`` locks on files named after the device (GPU by UUID, CPU packages
+as one resource), in ``$PYTEST_ENERGY_LOCK_DIR`` or ``<tmp>/pytest-energy-locks``. The
+kernel releases them when a process dies, so a crashed worker never blocks the others.
+Unmeasured tests take no lock and keep running in parallel. Why locks rather than a
+GPU-per-worker assignment: they work for any number of workers and devices, for the
+CPU (which cannot be assigned), and across unrelated pytest processes.
+
+Where ``fcntl`` does not exist (Windows) measurements are not isolated and results say
+so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CPU_PACKAGES = "cpu-packages"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get("PYTEST_ENERGY_LOCK_DIR")
+                or Path(tempfile.gettempdir()) / "pytest-energy-locks")
+
+
+def lock_keys(meter: Any, device: str) -> list[str]:
+    """The devices a meter's windows occupy: ``meter.lock_keys()`` when it has one,
+    else the CPU packages for CPU devices and ``<meter name>-<device>`` otherwise."""
+    keys = getattr(meter, "lock_keys", None)
+    if callable(keys):
+        return sorted(set(keys()))
+    if device in ("cpu", "auto"):
+        return [CPU_PACKAGES]
+    return [f"{getattr(meter, 'name', 'meter')}-{device}"]
+
+
+@contextmanager
+def exclusive(keys: list[str]) -> Iterator[dict[str, float]]:
+    """Hold the locks for ``keys`` (sorted, so two holders never deadlock).
+
+    Yields a dict whose ``"waited_s"`` is how long acquiring took.
+    """
+    info = {"waited_s": 0.0}
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        info["isolated"] = 0.0
+        yield info
+        return
+    directory = lock_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    handles = []
+    start = time.perf_counter()
+    try:
+        for key in sorted(set(keys)):
+            handle = open(directory / f"{_SAFE.sub('_', key)}.lock", "a+b")  # noqa: SIM115
+            handles.append(handle)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        info["waited_s"] = time.perf_counter() - start
+        yield info
+    finally:
+        for handle in reversed(handles):
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            finally:
+                handle.close()
