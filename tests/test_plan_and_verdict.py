@@ -111,3 +111,21 @@ def test_check_budgets_pass_and_rating() -> None:
     assert check.passed and check.rating == 4 and check.verdict == "ok"
     unbudgeted = check_budgets(_result([(1, 3.0)]), ItemConfig(nodeid="t", marked=False))
     assert unbudgeted.passed and unbudgeted.rating is None and unbudgeted.verdict == "measured"
+
+
+def test_plain_table_matches_tabulate_simple_format() -> None:
+    from tabulate import tabulate
+
+    from pytest_energy.report import SUMMARY_HEADERS, plain_table, summary_rows
+
+    entries = [
+        {"nodeid": "t.py::test_a[1]", "joules_per_call": 0.0123, "estimated": True,
+         "latency_ms": {"median": 0.5, "p95": 0.9}, "calls": 40, "warmup_calls": 1,
+         "budget_use": {"joules": 0.12}, "rating": 5, "meter": "estimate",
+         "domains": ["cpu:process"], "verdict": "ok", "outcome": "passed"},
+        {"nodeid": "t.py::test_long_name_here", "joules_per_call": None, "calls": 0,
+         "verdict": "not measured", "outcome": "error"},
+    ]
+    rows = summary_rows(entries, "utf-8")
+    assert plain_table(SUMMARY_HEADERS, rows) == tabulate(
+        rows, headers=SUMMARY_HEADERS, tablefmt="simple", disable_numparse=True)
