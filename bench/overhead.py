@@ -37,6 +37,7 @@ FAST_METER = textwrap.dedent('''
         name = "fast"
         estimated = False
         update_period_s = 0.0
+        max_plausible_watts = None
         def __init__(self):
             self.reads = 0
         def domains(self):

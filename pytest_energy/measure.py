@@ -16,10 +16,13 @@ from typing import Any
 
 from pytest_energy.isolation import exclusive, lock_keys
 from pytest_energy.meters.base import Meter, MeterError
+from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S, guard_for
 from pytest_energy.plan import make_plan, min_window_s, remaining_trials, window_target_s
 from pytest_energy.results import EnergyResult, Trial
 
 COARSE_WARNING = "coarse windows:"
+# No single domain (a GPU board, a CPU package) draws this much; an 8-GPU node is ~10 kW.
+MAX_PLAUSIBLE_WATTS = 100_000.0
 COARSE_FRACTION = 0.5
 
 
@@ -28,8 +31,12 @@ class Measurer:
 
     def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
                  clock: Callable[[], int] = time.perf_counter_ns,
-                 isolate: bool = True) -> None:
+                 isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> None:
         self.meter = meter
+        self._guard = guard_for(meter, read_timeout_s)
+        # Optional meter attribute; None disables the check (simulated meters).
+        self._max_watts: float | None = getattr(meter, "max_plausible_watts",
+                                                MAX_PLAUSIBLE_WATTS)
         self.device = device
         self.meter_note = meter_note
         self._clock = clock
@@ -52,7 +59,7 @@ class Measurer:
     def read(self) -> dict[str, float]:
         """Read the meter, turning any failure or nonsense into a MeterError."""
         try:
-            values = self.meter.read()
+            values = self._guard.read()
         except MeterError:
             raise
         except Exception as exc:  # a third-party meter may raise anything
@@ -74,7 +81,8 @@ class Measurer:
                 )
         return values
 
-    def _deltas(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    def _deltas(self, before: dict[str, float], after: dict[str, float],
+                window_s: float) -> dict[str, float]:
         deltas: dict[str, float] = {}
         for domain, start in before.items():
             if domain not in after:
@@ -85,6 +93,16 @@ class Measurer:
                     f"meter {self.meter.name!r} went backwards on {domain} "
                     f"({start:.6g} J -> {after[domain]:.6g} J): counter reset or wrap; "
                     "this window cannot be measured"
+                )
+            # A counter that jumps (reset to garbage, a unit bug) shows up as power no
+            # single device can draw; such a window is not a measurement.
+            limit = self._max_watts
+            if limit is not None and window_s > 0 and delta / window_s > limit:
+                raise MeterError(
+                    f"meter {self.meter.name!r} jumped on {domain}: {delta:.6g} J in "
+                    f"{window_s * 1e3:.3g} ms is {delta / window_s:.3g} W, more than the "
+                    f"{limit:.0f} W one device can draw (counter reset or unit "
+                    "error); this window cannot be measured"
                 )
             deltas[domain] = delta
         return deltas
@@ -119,7 +137,8 @@ class Measurer:
         window_ns = clock() - window_start
         after = self.read()
         self._add_trial(result, Trial(calls=done, window_s=window_ns / 1e9,
-                                      joules=self._deltas(before, after), latencies_ns=latencies))
+                                      joules=self._deltas(before, after, window_ns / 1e9),
+                                      latencies_ns=latencies))
         return value
 
     def _add_trial(self, result: EnergyResult, trial: Trial) -> None:
@@ -203,6 +222,7 @@ class Measurer:
         self._synced()
         elapsed = self._clock() - start
         after = self.read()
-        trial = Trial(calls=1, window_s=elapsed / 1e9, joules=self._deltas(before, after),
+        trial = Trial(calls=1, window_s=elapsed / 1e9,
+                      joules=self._deltas(before, after, elapsed / 1e9),
                       latencies_ns=[elapsed], items=items)
         self._add_trial(result, trial)

@@ -170,6 +170,9 @@ SESSION_SETTINGS: tuple[Setting, ...] = (
     _setting("require_hardware", lambda v, argument: parse_bool(v, argument=argument), False,
              "fail tests that cannot be measured by a hardware counter instead of skipping "
              "CUDA tests or falling back to estimates", flag=True),
+    _setting("read_timeout", lambda v, argument: parse_positive_seconds(v, argument=argument),
+             10.0, "longest wait for one meter read before the meter counts as hung, in "
+             "seconds or with a unit (default 10 s)"),
     _setting("estimate_watts_per_core",
              lambda v, argument: parse_positive_watts(v, argument=argument), 10.0,
              "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
@@ -280,6 +283,7 @@ class SessionConfig:
         self.summary: bool = values["summary"].value
         self.require_hardware: bool = values["require_hardware"].value
         self.measure_all: bool = values["all"].value
+        self.read_timeout: float = values["read_timeout"].value
         self.estimate_watts_per_core: float = values["estimate_watts_per_core"].value
         self.per_test_defaults: dict[str, Resolved] = {
             s.name: values[s.name] for s in PER_TEST_SETTINGS}

@@ -184,7 +184,8 @@ def _choose_meter(state: ItemState, session: EnergySession) -> Measurer:
         state.problem = choice.error
         pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
     device = state.config.device if state.config.device != "auto" else choice.device
-    return Measurer(choice.meter, device=device, meter_note=choice.note)
+    return Measurer(choice.meter, device=device, meter_note=choice.note,
+                    read_timeout_s=session.config.read_timeout)
 
 
 @pytest.fixture
@@ -244,7 +245,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Judge the budgets once the test body has finished without error."""
-    yield  # an exception from the test propagates: no energy verdict on top of it
+    try:
+        yield  # an exception from the test propagates: no energy verdict on top of it
+    except KeyboardInterrupt:
+        _record_interrupted(item)
+        raise
     state = item.stash.get(ITEM_STATE, None)
     if state is None:
         return
@@ -253,6 +258,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     check = finish_item(state)
     if check is not None and not check.passed:
         raise EnergyBudgetExceeded(check.message, pytrace=False)
+
+
+def _record_interrupted(item: pytest.Item) -> None:
+    """Ctrl-C in a measured test: pytest makes no report for it, so keep what was
+    measured so far in the summary and the JSON report, marked partial."""
+    state = item.stash.get(ITEM_STATE, None)
+    session = item.config.stash.get(SESSION, None)
+    if state is None or session is None or state.result is None:
+        return
+    from pytest_energy.state import build_entry
+
+    entry = build_entry(item.nodeid, state)
+    entry.update(outcome="interrupted", partial=True, verdict="interrupted")
+    session.entries[item.nodeid] = entry
 
 
 @pytest.hookimpl(wrapper=True)

@@ -51,7 +51,7 @@ def empty_measurement() -> dict[str, Any]:
 def build_entry(nodeid: str, state: ItemState) -> dict[str, Any]:
     """The report entry for a test, from whatever state it reached."""
     config = state.config
-    entry: dict[str, Any] = {"nodeid": nodeid, "outcome": None}
+    entry: dict[str, Any] = {"nodeid": nodeid, "outcome": None, "partial": False}
     if state.result is not None:
         entry.update(state.result.to_dict())
     else:

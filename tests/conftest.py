@@ -26,6 +26,7 @@ TEST_METERS = textwrap.dedent(
         name = "step"
         estimated = False
         update_period_s = 0.0
+        max_plausible_watts = None  # 1 J per microsecond-long window is not physical
 
         def __init__(self):
             self.reads = 0
@@ -47,6 +48,7 @@ TEST_METERS = textwrap.dedent(
         name = "watt100"
         estimated = False
         update_period_s = 0.0
+        max_plausible_watts = None
 
         def domains(self):
             return ["wall:0"]
@@ -99,6 +101,31 @@ TEST_METERS = textwrap.dedent(
     class EstimatedStepMeter(StepMeter):
         name = "modelled"
         estimated = True
+
+
+    class JumpingMeter(StepMeter):
+        """A realistic 50 W counter that jumps by 1 MJ on its second read (a reset to
+        garbage): the plausibility check must catch it."""
+
+        name = "jumping"
+        max_plausible_watts = 100_000.0
+
+        def read(self):
+            self.reads += 1
+            watts = 50.0 * time.perf_counter()
+            return {"step:0": watts + (1e6 if self.reads >= 2 else 0.0)}
+
+
+    class HangingMeter(StepMeter):
+        """Answers twice, then blocks forever on read()."""
+
+        name = "hanging"
+
+        def read(self):
+            self.reads += 1
+            if self.reads >= 3:
+                time.sleep(3600)
+            return {"step:0": float(self.reads)}
 
 
     NOT_A_METER = object()

@@ -675,3 +675,99 @@ def test_default_must_be_bool(meters: pytest.Pytester) -> None:
     result = meters.runpytest(*STEP)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*default='yes' is not valid: expected True or False*"])
+
+
+def test_counter_jump_is_caught(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules=100, rounds=2, warmup=0)
+        def test_jumpy():
+            pass
+        """
+    )
+    result = meters.runpytest("--energy-meter=energy_test_meters:JumpingMeter")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*energy meter failed: meter 'jumping' jumped on step:0: *"
+                                 "counter reset or unit error*"])
+
+
+def test_hung_meter_times_out_and_is_not_waited_for_again(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules=100, rounds=2, warmup=0)
+        def test_first():
+            pass
+
+        @pytest.mark.energy_budget(joules=100, rounds=2, warmup=0)
+        def test_second():
+            pass
+
+        def test_unmeasured():
+            pass
+        """
+    )
+    result = meters.runpytest("--energy-meter=energy_test_meters:HangingMeter",
+                              "--energy-read-timeout=200ms")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines([
+        "*meter 'hanging' did not answer read() within 0.2 s (hung counter or driver)*",
+        "*energy summary*",
+    ])
+    assert result.duration < 5
+
+
+def test_exception_in_warmup_is_the_failure(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules="1 mJ", rounds=3, warmup=2)
+        def test_breaks_early():
+            raise RuntimeError("cold start failed")
+        """
+    )
+    result = meters.runpytest(*STEP, "--energy-json=e.json")
+    result.assert_outcomes(failed=1)
+    assert "energy budget" not in result.stdout.str()
+    entry = json.loads((meters.path / "e.json").read_text())["tests"][0]
+    assert entry["outcome"] == "failed" and entry["joules_per_call"] is None
+    assert entry["calls"] == 0
+
+
+def test_keyboard_interrupt_keeps_partial_results(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        CALLS = []
+
+        @pytest.mark.energy_budget(joules=100)
+        def test_aaa_done():
+            pass
+
+        @pytest.mark.energy_budget(joules=100, rounds=10, warmup=0)
+        def test_interrupted():
+            CALLS.append(1)
+            if len(CALLS) == 5:
+                raise KeyboardInterrupt
+
+        def test_never_runs():
+            pass
+        """
+    )
+    (meters.path / "e.json").write_text('{"old": "report"}')
+    # in a subprocess: an in-process run would interrupt this outer session too
+    result = meters.runpytest_subprocess(*STEP, "--energy-json=e.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*energy summary*", "*test_interrupted*interrupted*"])
+    data = json.loads((meters.path / "e.json").read_text())
+    tests = {t["nodeid"].split("::")[1]: t for t in data["tests"]}
+    assert tests["test_aaa_done"]["outcome"] == "passed"
+    partial = tests["test_interrupted"]
+    assert partial["partial"] is True and partial["outcome"] == "interrupted"
+    assert partial["calls"] == 4  # two complete windows of 2 calls; the 5th call raised
+    assert partial["joules_per_call"] == 0.5

@@ -26,6 +26,7 @@ RECORDING_METER = textwrap.dedent(
         name = "recording"
         estimated = False
         update_period_s = 0.0
+        max_plausible_watts = None
 
         def __init__(self):
             self.reads = 0
