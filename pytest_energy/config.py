@@ -8,7 +8,7 @@ command line > environment > ini > default (the last four resolved in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +38,15 @@ class ItemConfig:
     rating_group: str | None = None
     variant: str | None = None  # the parametrization id, e.g. "batch32-bf16"
     default_variant: bool = False
+    dynamic: bool = False
+    sync: Callable[[], Any] | None = None
     rounds: int | None = None
     warmup: int = 1
     trials: int = 5
     device: str = "auto"
     latency_stat: str = "median"
     max_time: float = 1.0
+    max_cv: float = 0.10
 
     @property
     def has_budget(self) -> bool:
@@ -102,9 +105,15 @@ class ItemConfig:
         group = given.get("group")
         if group is not None and (not isinstance(group, str) or not group.strip()):
             raise EnergyConfigError(f"group={group!r} is not valid: expected a non-empty string")
-        default = given.get("default", False)
-        if not isinstance(default, bool):
-            raise EnergyConfigError(f"default={default!r} is not valid: expected True or False")
+        for flag in ("default", "dynamic"):
+            if not isinstance(given.get(flag, False), bool):
+                raise EnergyConfigError(
+                    f"{flag}={given[flag]!r} is not valid: expected True or False")
+        sync = given.get("sync")
+        if sync is not None and not callable(sync):
+            raise EnergyConfigError(
+                f"sync={sync!r} is not valid: expected a callable taking no arguments that "
+                "waits for the device (e.g. torch.cuda.synchronize)")
         return cls(
             nodeid=nodeid,
             marked=marked,
@@ -115,7 +124,9 @@ class ItemConfig:
                              if "joules_per_item" in given else None),
             group=group,
             rating_group=group,
-            default_variant=default,
+            default_variant=given.get("default", False),
+            dynamic=given.get("dynamic", False),
+            sync=sync,
             **values,
         )
 

@@ -8,8 +8,10 @@ failures become :class:`~pytest_energy.meters.base.MeterError` with the cause.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,20 @@ from pytest_energy.meters.base import Meter, MeterError
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S, guard_for
 from pytest_energy.plan import make_plan, min_window_s, remaining_trials, window_target_s
 from pytest_energy.results import EnergyResult, Trial
+
+
+def _both(first: Callable[[], Any], second: Callable[[], Any]) -> Callable[[], None]:
+    def sync() -> None:
+        first()
+        second()
+    return sync
+
+
+# Idle power per meter, measured once per session (meters live for the session).
+_IDLE_WATTS: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+IDLE_UPDATES = 10
+IDLE_MIN_S, IDLE_MAX_S = 0.05, 1.0
+
 
 COARSE_WARNING = "coarse windows:"
 # No single domain (a GPU board, a CPU package) draws this much; an 8-GPU node is ~10 kW.
@@ -31,7 +47,8 @@ class Measurer:
 
     def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
                  clock: Callable[[], int] = time.perf_counter_ns,
-                 isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> None:
+                 isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+                 sync: Callable[[], Any] | None = None, idle_baseline: bool = False) -> None:
         self.meter = meter
         self._guard = guard_for(meter, read_timeout_s)
         # Optional meter attribute; None disables the check (simulated meters).
@@ -41,8 +58,11 @@ class Measurer:
         self.meter_note = meter_note
         self._clock = clock
         self._lock_keys = lock_keys(meter, device) if isolate else []
-        sync = getattr(meter, "sync", None)
-        self._sync: Callable[[], Any] | None = sync if callable(sync) else None
+        meter_sync = getattr(meter, "sync", None)
+        syncs = [s for s in (meter_sync, sync) if callable(s)]
+        self._sync: Callable[[], Any] | None = (
+            None if not syncs else syncs[0] if len(syncs) == 1 else _both(*syncs))
+        self._idle_baseline = idle_baseline and not meter.estimated
 
     def new_result(self, items_per_call: float | None = None) -> EnergyResult:
         return EnergyResult(
@@ -189,8 +209,40 @@ class Measurer:
             result.lock_wait_s += info["waited_s"]
             yield
 
+    def _prepare(self, result: EnergyResult) -> None:
+        """Before measuring (under the device lock): the device's conditions (other
+        processes, MIG, module-scope readings) and, once per session, its idle power."""
+        conditions = getattr(self.meter, "conditions", None)
+        if callable(conditions):
+            try:
+                found = [str(c) for c in conditions()]
+            except Exception as exc:  # diagnostics must not break a measurement
+                found = [f"unknown: could not check device conditions: {exc}"]
+            result.conditions.extend(c for c in found if c not in result.conditions)
+        if self._idle_baseline:
+            result.idle_watts = self.idle_watts()
+
+    def idle_watts(self) -> dict[str, float]:
+        """Idle power per domain, measured once per meter per session with nothing
+        running in this process: ``IDLE_UPDATES`` counter updates, 0.05-1 s."""
+        known = _IDLE_WATTS.get(self.meter)
+        if known is not None:
+            return known
+        duration = min(IDLE_MAX_S, max(IDLE_MIN_S, IDLE_UPDATES * self.meter.update_period_s))
+        self._synced()
+        before = self.read()
+        start = self._clock()
+        time.sleep(duration)
+        after = self.read()
+        seconds = (self._clock() - start) / 1e9
+        watts = {d: j / seconds for d, j in self._deltas(before, after, seconds).items()}
+        with contextlib.suppress(TypeError):  # meters that cannot be weakly referenced
+            _IDLE_WATTS[self.meter] = watts
+        return watts
+
     def _run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
              max_time_s: float, result: EnergyResult) -> Any:
+        self._prepare(result)
         value: Any = None
         for _ in range(warmup):
             value = fn()
@@ -212,6 +264,7 @@ class Measurer:
     def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:
         """Measure the body of a ``with`` block once, as one trial of one call."""
         with self._isolated(result):
+            self._prepare(result)
             yield from self._block(result, items)
 
     def _block(self, result: EnergyResult, items: float | None) -> Iterator[None]:

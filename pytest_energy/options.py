@@ -63,6 +63,35 @@ def parse_positive_seconds(value: object, *, argument: str) -> float:
     return seconds
 
 
+def parse_fraction(value: object, *, argument: str) -> float:
+    """A fraction in (0, 10]: ``0.1`` or ``"10%"``."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, str) and text.endswith("%"):
+            fraction = float(text[:-1]) / 100
+        elif isinstance(text, bool):
+            raise TypeError
+        else:
+            fraction = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0 < fraction <= 10:
+        raise EnergyConfigError(
+            f"{argument}={value!r} is not valid: expected a fraction like 0.1 or a percentage "
+            'like "10%"'
+        )
+    return fraction
+
+
+def parse_choice(choices: tuple[str, ...]) -> Parser:
+    def parse(value: object, *, argument: str) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise EnergyConfigError(f"{argument}={value!r} is not valid: expected one of "
+                                f"{', '.join(choices)}")
+    return parse
+
+
 def parse_positive_watts(value: object, *, argument: str) -> float:
     """A strictly positive power in watts."""
     try:
@@ -151,6 +180,10 @@ PER_TEST_SETTINGS: tuple[Setting, ...] = (
     _setting("max_time", lambda v, argument: parse_positive_seconds(v, argument=argument), 1.0,
              "measuring time per test when rounds is auto, in seconds or with a unit "
              "(default 1 s)", marker=True),
+    _setting("max_cv", parse_fraction, 0.10,
+             "spread (coefficient of variation of per-call energy across trials) above which "
+             "a budget verdict within that spread is reported inconclusive instead of passing "
+             'or failing on noise (default 10%; e.g. 0.05 or "5%")', marker=True),
 )
 
 # Session-wide settings.
@@ -170,6 +203,12 @@ SESSION_SETTINGS: tuple[Setting, ...] = (
     _setting("require_hardware", lambda v, argument: parse_bool(v, argument=argument), False,
              "fail tests that cannot be measured by a hardware counter instead of skipping "
              "CUDA tests or falling back to estimates", flag=True),
+    _setting("contention", parse_choice(("warn", "fail")), "warn",
+             "what an over-budget result measured while other processes used the same GPU "
+             "does: warn (default: reported, the test does not fail) or fail"),
+    _setting("idle_baseline", lambda v, argument: parse_bool(v, argument=argument), True,
+             "measure each hardware meter's idle power once per session, to report dynamic "
+             "energy (gross minus idle) beside gross energy (default true)"),
     _setting("read_timeout", lambda v, argument: parse_positive_seconds(v, argument=argument),
              10.0, "longest wait for one meter read before the meter counts as hung, in "
              "seconds or with a unit (default 10 s)"),
@@ -182,17 +221,21 @@ ALL_SETTINGS = PER_TEST_SETTINGS + SESSION_SETTINGS
 SETTINGS_BY_NAME = {s.name: s for s in ALL_SETTINGS}
 
 # Marker keywords: the budgets, plus every per-test setting.
-BUDGET_KEYWORDS = ("joules", "latency_ms", "items", "joules_per_item", "group", "default")
+BUDGET_KEYWORDS = ("joules", "latency_ms", "items", "joules_per_item", "group", "default",
+                   "dynamic", "sync")
 MARKER_KEYWORDS = BUDGET_KEYWORDS + tuple(s.name for s in PER_TEST_SETTINGS)
 MARKER_HELP = (
     "energy_budget(joules=None, latency_ms=None, *, items=None, joules_per_item=None, "
     "rounds=None, warmup=None, trials=None, device=None, group=None, default=False, "
-    "latency_stat=None, max_time=None): measure the "
+    "latency_stat=None, max_time=None, max_cv=None, dynamic=False, sync=None): measure the "
     "test's call with an energy meter and fail it when the median energy per call exceeds "
     '`joules` (J, or "150 mJ", "0.1 Wh") or the median latency per call exceeds `latency_ms` '
     '(ms, or "300 us", "1.5 s"). items = items processed per call (for J/item and the '
     "joules_per_item budget); group = rating group (default: the test function's name); "
-    "default=True marks the variant in use today, for the right-sizing table."
+    "default=True marks the variant in use today, for the right-sizing table; "
+    "dynamic=True applies the joules budgets to energy above the idle baseline; sync = a "
+    "callable that waits for asynchronous device work (torch and CuPy are synced "
+    "automatically)."
 )
 
 
@@ -284,6 +327,8 @@ class SessionConfig:
         self.require_hardware: bool = values["require_hardware"].value
         self.measure_all: bool = values["all"].value
         self.read_timeout: float = values["read_timeout"].value
+        self.contention: str = values["contention"].value
+        self.idle_baseline: bool = values["idle_baseline"].value
         self.estimate_watts_per_core: float = values["estimate_watts_per_core"].value
         self.per_test_defaults: dict[str, Resolved] = {
             s.name: values[s.name] for s in PER_TEST_SETTINGS}

@@ -46,6 +46,11 @@ class EnergyBudgetExceeded(pytest.fail.Exception):  # type: ignore[misc,name-def
     """
 
 
+class EnergyVerdictWarning(pytest.PytestWarning):
+    """A budget verdict that was not enforced: inconclusive (noisy trials) or measured
+    while other processes used the device (see --energy-contention)."""
+
+
 class EnergySession:
     """Session-level state and hooks, registered in pytest_configure.
 
@@ -185,7 +190,8 @@ def _choose_meter(state: ItemState, session: EnergySession) -> Measurer:
         pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
     device = state.config.device if state.config.device != "auto" else choice.device
     return Measurer(choice.meter, device=device, meter_note=choice.note,
-                    read_timeout_s=session.config.read_timeout)
+                    read_timeout_s=session.config.read_timeout, sync=state.config.sync,
+                    idle_baseline=session.config.idle_baseline)
 
 
 @pytest.fixture
@@ -255,8 +261,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return
     from pytest_energy.state import finish_item
 
-    check = finish_item(state)
-    if check is not None and not check.passed:
+    session = item.config.stash[SESSION]
+    check = finish_item(state, session.config.contention)
+    if check is None:
+        return
+    for warning in check.warnings:
+        item.warn(EnergyVerdictWarning(f"{item.nodeid}: {warning}"))
+    if not check.passed:
         raise EnergyBudgetExceeded(check.message, pytrace=False)
 
 

@@ -123,7 +123,8 @@ def summary_notes(entries: list[dict[str, Any]]) -> list[str]:
         if problem:
             prefix = "" if problem.startswith(entry["nodeid"]) else f"{entry['nodeid']}: "
             notes.append(prefix + problem)
-        for warning in entry.get("warnings") or []:
+        for warning in [*(entry.get("warnings") or []), *(entry.get("verdict_warnings") or []),
+                        *(entry.get("conditions") or [])]:
             notes.append(f"{entry['nodeid']}: {warning}")
     return notes
 
@@ -198,8 +199,14 @@ def details_section(entry: dict[str, Any]) -> str:
         joules = sum(trial["joules"].values())
         lines.append(f"  trial {trial_no}: {trial['calls']} calls in "
                      f"{trial['window_s'] * 1e3:.3g} ms, {format_energy(joules)}")
-    for warning in entry.get("warnings") or []:
+    for warning in [*(entry.get("warnings") or []), *(entry.get("verdict_warnings") or [])]:
         lines.append(f"warning: {warning}")
+    for condition in entry.get("conditions") or []:
+        lines.append(f"device: {condition}")
+    if entry.get("dynamic_joules_per_call") is not None:
+        idle = sum((entry.get("idle_watts") or {}).values())
+        lines.append(f"dynamic energy: {format_energy(entry['dynamic_joules_per_call'])} per "
+                     f"call above an idle baseline of {idle:.3g} W")
     if entry.get("lock_wait_s"):
         lines.append(f"isolation: waited {entry['lock_wait_s'] * 1e3:.3g} ms for another "
                      "process's measurement on the same device (not counted in the numbers)")

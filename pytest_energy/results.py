@@ -61,6 +61,8 @@ class EnergyResult:
     update_period_s: float = 0.0
     meter_note: str | None = None  # e.g. why auto fell back to estimates
     lock_wait_s: float = 0.0  # time spent waiting for another process's measurement
+    conditions: list[str] = field(default_factory=list)  # "contaminated: ...", "shared: ..."
+    idle_watts: dict[str, float] | None = None  # per domain, when an idle baseline was taken
 
     # ----- counts -----------------------------------------------------------------
     @property
@@ -101,6 +103,23 @@ class EnergyResult:
                 return None
             per_item.append(trial.total_joules / items)
         return statistics.median(per_item)
+
+    @property
+    def dynamic_joules_per_call(self) -> float | None:
+        """Median over trials of (window energy - idle power x window time) / calls.
+
+        ``None`` without an idle baseline. Can be near zero or slightly negative for
+        code that draws no more than idle: reported as measured, never clamped.
+        """
+        if not self.valid or self.idle_watts is None:
+            return None
+        idle = sum(self.idle_watts.get(d, 0.0) for d in self.domains)
+        return statistics.median(
+            (t.total_joules - idle * t.window_s) / t.calls for t in self.trials if t.calls)
+
+    @property
+    def contaminated(self) -> bool:
+        return any(c.startswith("contaminated") for c in self.conditions)
 
     @property
     def joules_spread(self) -> dict[str, float] | None:
@@ -158,6 +177,10 @@ class EnergyResult:
             "joules_per_call": self.joules_per_call,
             "joules_per_item": self.joules_per_item,
             "joules_per_call_by_domain": self.joules_per_call_by_domain(),
+            "dynamic_joules_per_call": self.dynamic_joules_per_call,
+            "idle_watts": self.idle_watts,
+            "conditions": list(self.conditions),
+            "contaminated": self.contaminated,
             "joules_spread": self.joules_spread,
             "watts": self.watts,
             "latency_ms": self.latency_ms,

@@ -78,13 +78,14 @@ def build_entry(nodeid: str, state: ItemState) -> dict[str, Any]:
     entry["verdict"] = check.verdict if check else ("not measured" if state.result is None
                                                     else "measured")
     entry["failures"] = list(check.failures) if check else []
+    entry["verdict_warnings"] = list(check.warnings) if check else []
     entry["problem"] = state.config_error or state.problem
     if state.choice is not None and state.choice.skip_reason:
         entry["problem"] = state.choice.skip_reason
     return entry
 
 
-def finish_item(state: ItemState) -> BudgetCheck | None:
+def finish_item(state: ItemState, contention: str = "warn") -> BudgetCheck | None:
     """Judge the result against the budgets (once, after the call phase)."""
     config = state.config
     if config is None:
@@ -99,7 +100,7 @@ def finish_item(state: ItemState) -> BudgetCheck | None:
                                   joules_use=None, latency_use=None, rating=None,
                                   rating_rule=None, invalid=True)
         return state.check
-    state.check = check_budgets(state.result, config)
+    state.check = check_budgets(state.result, config, contention=contention)
     return state.check
 
 

@@ -1,13 +1,20 @@
 """Budget checks and star ratings: pure functions from a result to a verdict.
 
 A check returns an object that carries its own failure text (one line per exceeded
-budget), so the plugin only has to attach it to the report.
+budget), so the plugin only has to raise it. Two policies can turn a would-be failure
+into a reported warning instead:
+
+* **inconclusive** -- the trials' spread (CV) is above ``max_cv`` and the budget lies
+  inside the range the trials span: the data cannot tell pass from fail, so the plugin
+  says so instead of passing or failing on noise;
+* **contaminated** -- other processes used the same GPU during the measurement and
+  ``--energy-contention=warn`` (the default): their energy is in the counter.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pytest_energy.config import ItemConfig
 from pytest_energy.results import EnergyResult
@@ -32,8 +39,6 @@ def stars_for_use(use: float) -> int:
 
 
 def _over(value: float, budget: float) -> str:
-    if budget == 0:
-        return "over a zero budget"
     return f"+{(value / budget - 1) * 100:.0f}%"
 
 
@@ -48,6 +53,8 @@ class BudgetCheck:
     rating_rule: str | None
     invalid: bool = False
     item_use: float | None = None
+    warnings: tuple[str, ...] = ()
+    waived: str | None = None  # "inconclusive" or "contaminated" when failures were waived
 
     @property
     def passed(self) -> bool:
@@ -59,72 +66,119 @@ class BudgetCheck:
 
     @property
     def verdict(self) -> str:
-        """Short word for tables: ok, over budget, invalid, measured (no budget)."""
+        """Short word for tables: ok, over budget, invalid, inconclusive, measured."""
         if self.invalid:
             return "invalid"
         if self.failures:
             return "over budget"
+        if self.waived == "inconclusive":
+            return "inconclusive"
+        if self.waived == "contaminated":
+            return "over budget (contaminated)"
         budgeted = (self.joules_use, self.latency_use, self.item_use)
         return "ok" if any(use is not None for use in budgeted) else "measured"
 
 
-def check_budgets(result: EnergyResult, config: ItemConfig) -> BudgetCheck:
+@dataclass
+class _Checker:
+    result: EnergyResult
+    config: ItemConfig
+    failures: list[str] = field(default_factory=list)
+    energy_failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def energy(self, label: str, value: float | None, budget: float,
+               per_trial: list[float]) -> float | None:
+        """Check one energy budget; returns the use fraction, or None if unmeasured."""
+        if value is None:
+            reason = self.result.invalid_reason or (
+                "no items per call given (items=...)" if label == "item" else
+                "no idle baseline (needs a hardware meter and energy_idle_baseline=true)"
+                if "dynamic" in label else "nothing was measured")
+            what = "energy-per-item" if label == "item" else "energy"
+            self.failures.append(f"{what} budget could not be checked: {reason}")
+            return None
+        if value > budget:
+            line = (f"energy budget exceeded: {format_energy(value)} per {label} > "
+                    f"{format_energy(budget)} budget ({_over(value, budget)}), "
+                    f"{self.result.meter_label}, {len(self.result.trials)} trials")
+            if self._inconclusive(budget, per_trial):
+                self.warnings.append(f"inconclusive: {line}, but the trials spread "
+                                     f"{format_energy(min(per_trial))} to "
+                                     f"{format_energy(max(per_trial))} "
+                                     f"(CV {self._cv() * 100:.0f}% > {self.config.max_cv:.0%})")
+            else:
+                self.energy_failures.append(line)
+        elif self._inconclusive(budget, per_trial):
+            self.warnings.append(
+                f"inconclusive: {format_energy(value)} per {label} is within the "
+                f"{format_energy(budget)} budget, but the trials spread "
+                f"{format_energy(min(per_trial))} to {format_energy(max(per_trial))} "
+                f"(CV {self._cv() * 100:.0f}% > {self.config.max_cv:.0%})")
+        return value / budget
+
+    def _cv(self) -> float:
+        spread = self.result.joules_spread
+        return spread["cv"] if spread else 0.0
+
+    def _inconclusive(self, budget: float, per_trial: list[float]) -> bool:
+        return (len(per_trial) > 1 and self._cv() > self.config.max_cv
+                and min(per_trial) <= budget <= max(per_trial))
+
+
+def check_budgets(result: EnergyResult, config: ItemConfig, *,
+                  contention: str = "warn") -> BudgetCheck:
     """Compare ``result`` with the budgets in ``config``."""
-    failures: list[str] = []
-    joules_use = latency_use = item_use = None
-    rating = None
-    jpc = result.joules_per_call
+    checker = _Checker(result, config)
+    dynamic = " (dynamic)" if config.dynamic else ""
+    per_call = result.dynamic_joules_per_call if config.dynamic else result.joules_per_call
+    idle = (sum((result.idle_watts or {}).values()) if config.dynamic else 0.0)
+    trials_per_call = [(t.total_joules - idle * t.window_s) / t.calls
+                       for t in result.trials if t.calls] if result.valid else []
+    joules_use = item_use = latency_use = None
     if config.joules is not None:
-        if jpc is None:
-            failures.append(
-                "energy budget could not be checked: "
-                f"{result.invalid_reason or 'nothing was measured'}"
-            )
-        else:
-            joules_use = jpc / config.joules if config.joules > 0 else math.inf
-            rating = stars_for_use(joules_use)
-            if jpc > config.joules:
-                failures.append(
-                    f"energy budget exceeded: {format_energy(jpc)} per call > "
-                    f"{format_energy(config.joules)} budget ({_over(jpc, config.joules)}), "
-                    f"{result.meter_label}, {len(result.trials)} trials"
-                )
+        joules_use = checker.energy(f"call{dynamic}", per_call, config.joules, trials_per_call)
     if config.joules_per_item is not None:
-        jpi = result.joules_per_item
-        if jpi is None:
-            failures.append(
-                "energy-per-item budget could not be checked: "
-                f"{result.invalid_reason or 'no items per call given (items=...)'}"
-            )
-        else:
-            item_use = jpi / config.joules_per_item
-            if rating is None:  # a joules-per-call budget, when present, rates the test
-                rating = stars_for_use(item_use)
-            if jpi > config.joules_per_item:
-                failures.append(
-                    f"energy budget exceeded: {format_energy(jpi)} per item > "
-                    f"{format_energy(config.joules_per_item)} budget "
-                    f"({_over(jpi, config.joules_per_item)}), {result.meter_label}, "
-                    f"{len(result.trials)} trials"
-                )
+        per_item = result.joules_per_item
+        items = result.items_per_call
+        trials_per_item = [v / items for v in trials_per_call] if items else []
+        item_use = checker.energy("item", per_item, config.joules_per_item, trials_per_item)
     if config.latency_ms is not None:
         latency = result.latency(config.latency_stat)
         if latency is None:
-            failures.append("latency budget could not be checked: no call was timed")
+            checker.failures.append("latency budget could not be checked: no call was timed")
         else:
-            latency_use = latency / config.latency_ms if config.latency_ms > 0 else math.inf
+            latency_use = latency / config.latency_ms
             if latency > config.latency_ms:
-                failures.append(
+                checker.failures.append(
                     f"latency budget exceeded: {format_duration_ms(latency)} "
                     f"{config.latency_stat} per call > {format_duration_ms(config.latency_ms)} "
                     f"budget ({_over(latency, config.latency_ms)}), {result.calls} calls"
                 )
+    waived = None
+    failures = checker.failures
+    if checker.energy_failures and result.contaminated and contention == "warn":
+        waived = "contaminated"
+        checker.warnings.extend(
+            f"not failed: {line} while other processes used the device "
+            f"({'; '.join(c for c in result.conditions if c.startswith('contaminated'))}); "
+            "--energy-contention=fail makes this a failure" for line in checker.energy_failures)
+    else:
+        failures = checker.energy_failures + failures
+    if waived is None and any(w.startswith("inconclusive") for w in checker.warnings):
+        waived = "inconclusive"
+    use = joules_use if joules_use is not None else item_use
+    rating = stars_for_use(use) if use is not None and use >= 0 else None
+    unmeasured = (config.joules is not None or config.joules_per_item is not None) and (
+        result.joules_per_call is None)
     return BudgetCheck(
         failures=tuple(failures),
         joules_use=joules_use,
         latency_use=latency_use,
         rating=rating,
-        item_use=item_use,
         rating_rule=RATING_RULE_BUDGET if rating is not None else None,
-        invalid=(config.joules is not None or config.joules_per_item is not None) and jpc is None,
+        invalid=unmeasured,
+        item_use=item_use,
+        warnings=tuple(checker.warnings),
+        waived=waived,
     )

@@ -128,6 +128,47 @@ TEST_METERS = textwrap.dedent(
             return {"step:0": float(self.reads)}
 
 
+    class ContaminatedMeter(StepMeter):
+        name = "shared"
+
+        def conditions(self):
+            return ["contaminated: 1 other compute process on step:0 (pid 42)"]
+
+
+    class NoisyMeter(StepMeter):
+        """Window energies alternate 1 J / 3 J: a CV far above any sane threshold."""
+
+        name = "noisy"
+
+        def read(self):
+            self.reads += 1
+            windows, within = divmod(self.reads - 1, 2)
+            total = sum(1.0 if w % 2 == 0 else 3.0 for w in range(windows))
+            return {"step:0": total + (0.0 if within == 0 else (1.0 if windows % 2 == 0 else 3.0))}
+
+
+    BUSY_JOULES = 0.0
+
+
+    class IdlePlusBusyMeter:
+        """10 W idle floor (wall time) plus whatever the test body adds to BUSY_JOULES:
+        a device whose dynamic energy the test controls exactly."""
+
+        name = "idleplus"
+        estimated = False
+        update_period_s = 0.0
+        max_plausible_watts = None
+
+        def domains(self):
+            return ["dev:0"]
+
+        def read(self):
+            return {"dev:0": 10.0 * time.perf_counter() + BUSY_JOULES}
+
+        def close(self):
+            pass
+
+
     NOT_A_METER = object()
 
 

@@ -771,3 +771,110 @@ def test_keyboard_interrupt_keeps_partial_results(meters: pytest.Pytester) -> No
     assert partial["partial"] is True and partial["outcome"] == "interrupted"
     assert partial["calls"] == 4  # two complete windows of 2 calls; the 5th call raised
     assert partial["joules_per_call"] == 0.5
+
+
+def test_contaminated_over_budget_warns_by_default(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules="100 mJ", rounds=2)
+        def test_shared():
+            pass
+        """
+    )
+    spec = "--energy-meter=energy_test_meters:ContaminatedMeter"
+    result = meters.runpytest(spec, "--energy-json=e.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*EnergyVerdictWarning*not failed: energy budget exceeded: 1 J per call*pid 42*",
+        "*test_shared*over budget (contaminated)*",
+    ])
+    entry = json.loads((meters.path / "e.json").read_text())["tests"][0]
+    assert entry["contaminated"] is True and entry["outcome"] == "passed"
+    strict = meters.runpytest(spec, "--energy-contention=fail")
+    strict.assert_outcomes(failed=1)
+
+
+def test_noisy_trials_make_an_inconclusive_verdict(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules="2 J", rounds=4, warmup=0)
+        def test_noisy():
+            pass
+
+        @pytest.mark.energy_budget(joules="2 J", rounds=4, warmup=0, max_cv="200%")
+        def test_noisy_tolerated():
+            pass
+        """
+    )
+    result = meters.runpytest("--energy-meter=energy_test_meters:NoisyMeter")
+    # per-call energies 1, 3, 1, 3 J: median 2 J = budget, CV 58% > 10%
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*inconclusive: 2 J per call is within the 2 J budget, but the trials spread 1 J "
+        "to 3 J (CV 58% > 10%)*",
+        "*test_noisy *inconclusive*",
+    ])
+
+
+def test_dynamic_budget_uses_energy_above_idle(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import time
+        import pytest
+        import energy_test_meters
+
+        def work():
+            energy_test_meters.BUSY_JOULES += 0.5
+            time.sleep(0.02)
+
+        @pytest.mark.energy_budget(joules="0.6 J", dynamic=True, rounds=3, warmup=0)
+        def test_dynamic():
+            work()
+
+        @pytest.mark.energy_budget(joules="0.6 J", rounds=3, warmup=0)
+        def test_gross():
+            work()
+        """
+    )
+    result = meters.runpytest("--energy-meter=energy_test_meters:IdlePlusBusyMeter",
+                              "--energy-json=e.json")
+    result.assert_outcomes(passed=1, failed=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in
+             json.loads((meters.path / "e.json").read_text())["tests"]}
+    dyn = tests["test_dynamic"]
+    assert dyn["outcome"] == "passed"
+    assert dyn["idle_watts"]["dev:0"] == pytest.approx(10.0, rel=0.05)
+    assert dyn["dynamic_joules_per_call"] == pytest.approx(0.5, abs=0.02)
+    assert tests["test_gross"]["joules_per_call"] == pytest.approx(0.7, abs=0.05)
+    result.stdout.fnmatch_lines(["*energy budget exceeded: 7*mJ per call > 600 mJ budget*"])
+
+
+def test_sync_callable_runs_after_each_call(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        SYNCS = []
+
+        @pytest.mark.energy_budget(joules=100, rounds=4, warmup=1,
+                                   sync=lambda: SYNCS.append(1))
+        def test_synced():
+            pass
+
+        def test_count():
+            # once after every call (5), plus before each of 4 windows and the idle baseline
+            assert len(SYNCS) >= 5
+
+        @pytest.mark.energy_budget(joules=100, sync="torch.cuda.synchronize")
+        def test_bad_sync():
+            pass
+        """
+    )
+    result = meters.runpytest(*STEP)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*sync='torch.cuda.synchronize' is not valid: expected a "
+                                 "callable*"])
