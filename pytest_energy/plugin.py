@@ -65,6 +65,8 @@ class EnergySession:
         self.report_errors: list[str] = []
         self.json_written: str | None = None
         self._pool: MeterPool | None = None
+        self.worker_meters: list[dict[str, Any]] = []  # pool descriptions from xdist workers
+        self._described: dict[str, Any] | None = None
 
     @property
     def pool(self) -> MeterPool:
@@ -88,15 +90,33 @@ class EnergySession:
         elif report.when == "teardown" and report.failed and report.nodeid in self.entries:
             self.entries[report.nodeid]["outcome"] = "error"
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: a worker finished; keep its meters' fingerprints."""
+        described = getattr(node, "workeroutput", {}).get("pytest_energy_meters")
+        if described:
+            self.worker_meters.append(described)
+
+    def meters_described(self) -> dict[str, Any]:
+        """This process's meters merged with those the xdist workers reported."""
+        from pytest_energy.meters.loader import merge_descriptions
+
+        own = [self._described] if self._described is not None else (
+            [self._pool.describe()] if self._pool is not None else [])
+        return merge_descriptions(self.config.meter, own + self.worker_meters)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._pool is not None:
+            self._described = described = self._pool.describe()  # before closing the meters
             self.report_errors.extend(self._pool.close())
+            workeroutput = getattr(session.config, "workeroutput", None)
+            if workeroutput is not None:  # xdist worker: send fingerprints to the controller
+                workeroutput["pytest_energy_meters"] = described
         if self.is_worker or not self.config.json_path:
             return
         from pytest_energy.jsonreport import build_report, write_report
 
-        meter = self._pool.describe() if self._pool is not None else {
-            "requested": self.config.meter, "used": {}, "unavailable": {}}
+        meter = self.meters_described()
         try:
             path = write_report(self.config.json_path,
                                 build_report(list(self.entries.values()), meter))
@@ -121,9 +141,11 @@ class EnergySession:
     def _print_summary(self, terminalreporter: Any) -> None:
         entries = list(self.entries.values())
         if entries and self.config.summary:
-            from pytest_energy.report import render_summary
+            from pytest_energy.report import meter_lines, render_summary
 
             terminalreporter.section("energy summary")
+            for line in meter_lines(self.meters_described()):
+                terminalreporter.write_line(line)
             encoding = getattr(getattr(terminalreporter, "_tw", None), "encoding", None)
             for line in render_summary(entries, encoding).splitlines():
                 terminalreporter.write_line(line)
@@ -146,6 +168,33 @@ def pytest_configure(config: pytest.Config) -> None:
     session = EnergySession(session_config, is_worker=hasattr(config, "workerinput"))
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "energy-session")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> Any:
+    """Header: which meter will measure each requested device, or why only estimates."""
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        return None
+    devices = set()
+    for item in items:
+        if _wants_energy(item, session):
+            marker = item.get_closest_marker(MARKER_NAME)
+            device = marker.kwargs.get("device") if marker is not None else None
+            devices.add(device if isinstance(device, str) else
+                        session.config.per_test_defaults["device"].value)
+    lines = []
+    for device in sorted(devices):
+        choice = session.pool.choose(device)
+        if choice.meter is not None:
+            meter = choice.meter
+            kind = "estimated" if meter.estimated else "hardware counter"
+            line = (f"energy: device {device} -> {meter.name} {','.join(meter.domains())} "
+                    f"({kind})")
+            lines.append(line + (f"; {choice.note}" if choice.note else ""))
+        else:
+            lines.append(f"energy: device {device} -> not measurable: "
+                         f"{choice.skip_reason or choice.error}")
+    return lines
 
 
 def _wants_energy(item: pytest.Item, session: EnergySession) -> bool:

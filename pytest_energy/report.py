@@ -230,3 +230,36 @@ def user_properties(entry: dict[str, Any]) -> list[tuple[str, object]]:
         ("energy_verdict", entry.get("verdict")),
     )
     return [(key, value) for key, value in pairs if value is not None]
+
+
+def _device_facts(device: dict[str, Any]) -> str:
+    facts = [str(device.get("name") or "GPU")]
+    for key, label in (("uuid", ""), ("architecture", ""), ("driver_version", "driver ")):
+        if device.get(key):
+            facts.append(f"{label}{device[key]}")
+    if device.get("power_limit_w") is not None:
+        facts.append(f"power limit {device['power_limit_w']:.0f} W")
+    if device.get("persistence_mode") is not None:
+        facts.append("persistence " + ("on" if device["persistence_mode"] else "off"))
+    if device.get("sm_clock_mhz") is not None:
+        facts.append(f"SM {device['sm_clock_mhz']} MHz at start")
+    if device.get("temperature_c") is not None:
+        facts.append(f"{device['temperature_c']} C at start")
+    return ", ".join(facts)
+
+
+def meter_lines(described: dict[str, Any]) -> list[str]:
+    """Header lines naming each meter used, what it measures, and its device facts."""
+    lines = []
+    for info in (described.get("used") or {}).values():
+        domains = ",".join(info.get("domains") or [])
+        kind = "estimated" if info.get("estimated") else "hardware counter"
+        details = info.get("details") if isinstance(info.get("details"), dict) else {}
+        line = f"meter {info.get('name')} {domains} ({kind}"
+        if details.get("model"):
+            line += f": {details['model']}, {details.get('watts_per_core')} W per core"
+        lines.append(line + ")")
+        for device in details.get("devices") or []:
+            if isinstance(device, dict):
+                lines.append(f"  {device.get('domain', '')}: {_device_facts(device)}")
+    return lines

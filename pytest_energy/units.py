@@ -96,7 +96,7 @@ def parse_duration_ms(value: object, *, argument: str = "latency_ms") -> float:
 
 def parse_count(value: object, *, argument: str, minimum: int = 0) -> int:
     """Return an int >= ``minimum`` from an int or a digit string; bools and floats are refused."""
-    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\+?[0-9]+", value.strip()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise EnergyConfigError(

@@ -94,3 +94,9 @@ def test_format_duration_round_trips() -> None:
         assert parse_duration_ms(format_duration_ms(ms, digits=12)) == pytest.approx(ms)
     for joules in (2e-9, 3e-6, 0.15, 2.5, 1500.0):
         assert parse_energy(format_energy(joules, digits=12)) == pytest.approx(joules)
+
+
+def test_count_rejects_unicode_digits_found_by_fuzzing() -> None:
+    for text in ("²", "³", "1²"):
+        with pytest.raises(EnergyConfigError, match="expected a whole number"):
+            parse_count(text, argument="rounds")

@@ -236,3 +236,13 @@ class MeterPool:
                 errors.append(f"closing meter {key}: {type(exc).__name__}: {exc}")
         self._meters.clear()
         return errors
+
+
+def merge_descriptions(requested: str, described: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``describe()``-shaped dict from several processes' pools (xdist workers)."""
+    used: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    for description in described:
+        used.update(description.get("used") or {})
+        unavailable.update(description.get("unavailable") or {})
+    return {"requested": requested, "used": used, "unavailable": unavailable}
