@@ -39,7 +39,21 @@ class EnergyFixture:
         self._measurer_factory = measurer_factory
         self._measurer: Measurer | None = None
         self._blocks: EnergyResult | None = None
-        self.items: float | None = None
+        self._items_override: float | None = None
+
+    @property
+    def items(self) -> float | None:
+        """Items one measured call processes (overrides the marker's ``items``)."""
+        return self._items_override
+
+    @items.setter
+    def items(self, value: float | None) -> None:
+        from pytest_energy.units import parse_items
+
+        self._items_override = None if value is None else parse_items(value, argument="items")
+        result = self._state.result
+        if result is not None and result is not self._blocks:  # applies to energy(fn) too
+            result.items_per_call = self._items_override
 
     def _get_measurer(self) -> Measurer:
         if self._measurer is None:
@@ -53,8 +67,11 @@ class EnergyFixture:
 
     def _items(self, items: float | None) -> float | None:
         config = self._state.config
-        return items if items is not None else (
-            self.items if self.items is not None else (config.items if config else None))
+        if items is not None:
+            return items
+        if self._items_override is not None:
+            return self._items_override
+        return config.items if config else None
 
     def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         measurer = self._get_measurer()

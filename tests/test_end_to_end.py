@@ -878,3 +878,27 @@ def test_sync_callable_runs_after_each_call(meters: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*sync='torch.cuda.synchronize' is not valid: expected a "
                                  "callable*"])
+
+
+def test_fixture_items_attribute(meters: pytest.Pytester) -> None:
+    meters.makepyfile(
+        """
+        import pytest
+
+        def test_items_after(energy):
+            energy(lambda: None)
+            energy.items = 4
+            assert energy.result.joules_per_item == energy.result.joules_per_call / 4
+
+        def test_items_before(energy):
+            energy.items = 8
+            energy(lambda: None)
+            assert energy.result.items_per_call == 8
+
+        def test_items_bad(energy):
+            with pytest.raises(ValueError, match="items=0 is not valid"):
+                energy.items = 0
+        """
+    )
+    result = meters.runpytest(*STEP)
+    result.assert_outcomes(passed=3)
