@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import inspect
 import os
@@ -304,15 +305,21 @@ def test_meter_never_imports_torch_or_cupy(two_gpus: FakePynvml) -> None:
 # -- unavailability -----------------------------------------------------------------------
 
 
-def test_pre_volta_has_no_energy_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_energy_counter_and_no_power_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a counter the meter samples power (tests/test_nvml_sampler.py); a GPU that
+    answers neither is unavailable, naming both reasons, and NVML is shut down again."""
     p100 = FakeGpu(name="Tesla P100-PCIE-16GB", architecture=NVML_DEVICE_ARCH_PASCAL)
     p100.energy_supported = False
+    p100.power_supported = False
     fake = install(monkeypatch, [p100])
     with pytest.raises(MeterUnavailable) as info:
         NvmlMeter()
-    assert str(info.value).startswith(
-        "gpu 0 (Tesla P100-PCIE-16GB) has no total-energy counter (pre-Volta)"
+    message = str(info.value)
+    assert message.startswith(
+        "gpu 0 (Tesla P100-PCIE-16GB) has no total-energy counter (pre-Volta) and no power "
+        "reading to sample"
     )
+    assert "nvmlDeviceGetPowerUsage: Not Supported (NVMLError_NotSupported)" in message
     assert fake.init_count == 0
 
 
@@ -401,6 +408,8 @@ def test_describe_fingerprints_each_device(two_gpus: FakePynvml) -> None:
         "cuda_device_order": None,
         "mapping_assumed": False,
         "mapping_notes": [],
+        "sampled": False,
+        "sample_period_s": None,
     }
     first, second = info["devices"]
     assert first == {
@@ -419,6 +428,7 @@ def test_describe_fingerprints_each_device(two_gpus: FakePynvml) -> None:
         "mig": False,
         "shared": False,
         "mapping_assumed": False,
+        "source": "energy counter",
     }
     assert (second["temperature_c"], second["mig"], second["architecture"]) == (None, None, None)
     assert second["pci_bus_id"] == "00000000:02:00.0"
@@ -481,6 +491,18 @@ def test_fake_functions_match_real_signatures() -> None:
     for name in dir(fake_pynvml):
         if name.startswith("NVML_"):
             assert getattr(real, name) == getattr(fake_pynvml, name), name
+
+
+def test_fake_structs_match_real_pynvml() -> None:
+    """The meter reads field values through these layouts; they must be the real ones."""
+    real = _real_pynvml()
+    for name in ("c_nvmlFieldValue_t", "c_nvmlValue_t"):
+        real_fields = [(n, ctypes.sizeof(t)) for n, t in getattr(real, name)._fields_]
+        fake_fields = [(n, ctypes.sizeof(t)) for n, t in getattr(fake_pynvml, name)._fields_]
+        assert fake_fields == real_fields, name
+    assert ctypes.sizeof(real.c_nvmlFieldValue_t) == ctypes.sizeof(fake_pynvml.c_nvmlFieldValue_t)
+    real_process = set(dict(real.c_nvmlProcessInfo_v2_t._fields_))
+    assert set(vars(fake_pynvml.FakeProcess(pid=1))) == real_process
 
 
 def test_meter_calls_only_functions_real_pynvml_and_the_fake_have() -> None:

@@ -1,10 +1,33 @@
-"""GPU energy from NVML's total-energy counter.
+"""GPU energy from NVML: the total-energy counter, or sampled power where there is none.
 
 ``nvmlDeviceGetTotalEnergyConsumption`` reports millijoules since the driver was loaded
-(Volta and newer; older GPUs answer NotSupported). It is the only NVML reading fit for
-short windows: ``nvmlDeviceGetPowerUsage`` is a 1 s average on recent GPUs. The counter
-itself steps only every ~20-100 ms (``update_period_s`` = 0.1), so the measuring code
-must make windows span many updates; this meter just reads it.
+(Volta and newer). It is the best NVML reading for short windows. The counter itself
+steps only every ~20-100 ms (``update_period_s`` = 0.1), so the measuring code must make
+windows span many updates; this meter just reads it.
+
+GPUs without that counter (pre-Volta, some virtual GPUs) answer NotSupported. For those
+the meter falls back, per GPU, to a background sampler thread that polls power every
+:data:`SAMPLE_PERIOD_S` (10 ms) and integrates it (trapezoid over the sample
+timestamps) into cumulative joules:
+
+* preferred: ``nvmlDeviceGetFieldValues(handle, [NVML_FI_DEV_POWER_INSTANT])``, the
+  instant power in mW with the timestamp at which NVML took it (samples with a repeated
+  timestamp carry no new information and are skipped);
+* else ``nvmlDeviceGetPowerUsage`` (mW, timed by our own clock). NVML documents it as
+  instantaneous on GA100 and older architectures but as a **1 s average on Ampere
+  (non-GA100) and newer**, useless for windows shorter than a few seconds: that is why
+  the field value is preferred, and why the source is then labelled "sampled average
+  power".
+
+10 ms is at least twice as fast as any update rate reported for NVML power sensors
+(20-100 ms), so no sensor update is missed, and costs ~100 cheap NVML calls per second
+per GPU. The sampler always sleeps between samples (at least 1 ms, even when it falls
+behind: a poller that never sleeps is a known bug in another tool), is a daemon, and
+is stopped and joined by :meth:`NvmlMeter.close` (and when the meter is garbage
+collected or the interpreter exits). An error in the sampler is kept and raised as
+:class:`MeterError` by the next ``read()``: a failed sample never becomes 0 J. Such a
+meter has ``sampled = True``, ``update_period_s`` = the sampling period, and
+``describe()`` names each device's ``source``.
 
 Design points:
 
@@ -15,18 +38,25 @@ Design points:
   :mod:`pytest_energy.meters.cuda_devices` (NVML itself ignores both variables).
 * GPU work is asynchronous, so :meth:`NvmlMeter.read` first waits for work queued by
   torch or cupy -- but only if the test already imported them; we never import them.
-* Failures are loud: unsupported counters raise :class:`MeterUnavailable` at
-  construction, and a counter that goes backwards or an NVML error mid-measurement
-  raises :class:`MeterError`; a failure is never turned into 0 J or a negative number.
+* Failures are loud: a GPU with neither an energy counter nor a power reading raises
+  :class:`MeterUnavailable` at construction, and a counter that goes backwards or an
+  NVML error mid-measurement raises :class:`MeterError`; a failure is never turned into
+  0 J or a negative number.
+* :meth:`NvmlMeter.conditions` tells the measuring code, right before each measured
+  run, what makes the numbers less than clean: other processes on the GPU, MIG,
+  Grace Hopper module-scope readings, sampled power.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +113,228 @@ def _torch_uuid_oracle() -> Callable[[int], str | None] | None:
     return uuid_of
 
 
+SAMPLE_PERIOD_S = 0.01
+"""Power sampling period for GPUs without an energy counter (see the module docstring)."""
+
+SOURCE_COUNTER = "energy counter"
+SOURCE_INSTANT = "sampled instant power"
+SOURCE_AVERAGE = "sampled average power"
+
+# Never sleep less than this between samples, even when behind schedule: no busy loop.
+_MIN_SLEEP_S = 0.001
+# How long close() waits for the sampler thread (it finishes at most one NVML call).
+_STOP_TIMEOUT_S = 2.0
+# A field-value timestamp step this much longer than our own clock's step is a jump of
+# the wall clock (NTP) the timestamps are taken from, not elapsed time.
+_CLOCK_JUMP_S = 0.5
+# NVML answers these for "this GPU has no such reading"; other errors are real failures.
+_UNSUPPORTED = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
+_MODULE_SCOPE = re.compile(r"GH200|Grace", re.IGNORECASE)
+_MAX_LISTED_PIDS = 10
+
+_FIELD_MEMBERS = {
+    "NVML_VALUE_TYPE_DOUBLE": "dVal",
+    "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
+    "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal",
+    "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
+    "NVML_VALUE_TYPE_UNSIGNED_SHORT": "usVal",
+}
+
+
+def _field_number(nvml: Any, field_value: Any) -> float:
+    """The number in an ``nvmlFieldValue_t``, read through the member its type names."""
+    value_type = int(field_value.valueType)
+    for constant, member in _FIELD_MEMBERS.items():
+        if getattr(nvml, constant, None) == value_type:
+            return float(getattr(field_value.value, member))
+    raise ValueError(f"unknown NVML value type {value_type}")
+
+
+def _plural(count: int, word: str, suffix: str = "es") -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}{suffix}"
+
+
+def _pid_list(pids: list[int]) -> str:
+    shown = ", ".join(str(pid) for pid in pids[:_MAX_LISTED_PIDS])
+    more = len(pids) - _MAX_LISTED_PIDS
+    return f"{shown}, ... ({more} more)" if more > 0 else shown
+
+
+@dataclass
+class _PowerTrack:
+    """Integration state of one GPU whose energy is sampled from its power reading.
+
+    ``api`` is ``"field"`` (instant power field value, timestamped by NVML) or
+    ``"usage"`` (``nvmlDeviceGetPowerUsage``, timed by our clock). The integral is a
+    chain of trapezoids; ``last_*`` is the chain's end, ``None`` after a reset (an
+    error), so a spoiled interval is never interpolated across.
+    """
+
+    domain: str
+    label: str
+    handle: Any
+    api: str
+    source: str
+    joules: float = 0.0
+    samples: int = 0
+    last_watts: float | None = None
+    last_local_s: float = 0.0
+    last_stamp_us: int | None = None
+    error: str | None = None
+
+    def reset_chain(self) -> None:
+        self.last_watts = None
+        self.last_stamp_us = None
+
+    def add(self, watts: float, local_s: float, stamp_us: int | None) -> None:
+        """Extend the integral to a new sample (see :class:`_PowerSampler`)."""
+        if not math.isfinite(watts) or watts < 0:
+            raise ValueError(f"implausible power reading {watts!r} W")
+        if stamp_us is not None and stamp_us == self.last_stamp_us:
+            return  # the same sensor sample again: no new information
+        if self.last_watts is not None:
+            dt = local_s - self.last_local_s
+            if stamp_us is not None and self.last_stamp_us is not None:
+                stamped = (stamp_us - self.last_stamp_us) / 1e6
+                if 0 < stamped <= dt + _CLOCK_JUMP_S:
+                    dt = stamped
+            if dt > 0:
+                self.joules += 0.5 * (watts + self.last_watts) * dt
+        self.last_watts, self.last_local_s, self.last_stamp_us = watts, local_s, stamp_us
+        self.samples += 1
+
+
+class _PowerSampler:
+    """Background thread that polls the power of GPUs without an energy counter.
+
+    Holds no reference to the meter, so a meter dropped without ``close()`` is still
+    collected (a finaliser then stops this thread). ``read()`` and the thread share one
+    lock; the thread checks the stop flag under it, so after :meth:`stop` returns True
+    no NVML call is made any more and NVML can be shut down safely.
+    """
+
+    def __init__(self, nvml: Any, tracks: list[_PowerTrack], period_s: float) -> None:
+        if not period_s > 0:
+            raise ValueError(f"sampling period must be > 0 s, got {period_s!r}")
+        self._nvml = nvml
+        self.tracks = tracks
+        self.period_s = period_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+        self.crashed: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def _sample(self, track: _PowerTrack) -> None:
+        """Take one sample of ``track`` and extend its integral; raises on failure."""
+        nvml = self._nvml
+        before = time.perf_counter()
+        if track.api == "field":
+            values = nvml.nvmlDeviceGetFieldValues(track.handle, [nvml.NVML_FI_DEV_POWER_INSTANT])
+            local_s = 0.5 * (before + time.perf_counter())
+            field_value = values[0]
+            code = int(field_value.nvmlReturn)
+            if code != nvml.NVML_SUCCESS:
+                raise nvml.NVMLError(code)
+            stamp = int(field_value.timestamp)
+            track.add(_field_number(nvml, field_value) / 1000.0, local_s,
+                      stamp if stamp > 0 else None)
+        else:
+            milliwatts = nvml.nvmlDeviceGetPowerUsage(track.handle)
+            track.add(float(milliwatts) / 1000.0, 0.5 * (before + time.perf_counter()), None)
+
+    def prime(self) -> None:
+        """First sample of every track, before the thread starts (errors propagate)."""
+        for track in self.tracks:
+            self._sample(track)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(
+            target=self._run, name="pytest-energy-nvml-sampler", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        period = self.period_s
+        due = time.perf_counter() + period
+        try:
+            while not self._stop.wait(max(due - time.perf_counter(), _MIN_SLEEP_S)):
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    for track in self.tracks:
+                        try:
+                            self._sample(track)
+                        except Exception as exc:
+                            track.reset_chain()
+                            if track.error is None:  # keep the first cause
+                                track.error = _sample_reason(exc)
+                due += period
+                now = time.perf_counter()
+                if due < now:  # fell behind (a stalled call): skip, never catch up in a burst
+                    due = now + period
+        except BaseException as exc:  # a bug: make every later read fail with the cause
+            self.crashed = f"{type(exc).__name__}: {exc}"
+
+    def read(self) -> dict[str, float]:
+        """Joules per sampled domain up to a fresh sample taken now.
+
+        Raises:
+            MeterError: the thread has died (a bug, or this process was forked after it
+                started), or a sample failed since the last read. A failed track's
+                integral restarts at the fresh sample, so only the spoiled window errors.
+        """
+        if os.getpid() != self._pid:  # checked first: a fork may have copied a held lock
+            raise MeterError(
+                "NVML power sampler thread is not running: this process was forked after "
+                "the meter started, and threads do not survive a fork"
+            )
+        with self._lock:
+            if self.crashed is not None:
+                raise MeterError(f"NVML power sampler thread crashed: {self.crashed}")
+            if self.thread is None or not self.thread.is_alive():
+                raise MeterError("NVML power sampler thread is not running")
+            problems: list[str] = []
+            for track in self.tracks:
+                pending, track.error = track.error, None
+                try:
+                    self._sample(track)
+                except Exception as exc:
+                    track.reset_chain()
+                    pending = pending or _sample_reason(exc)
+                if pending is not None:
+                    problems.append(f"{track.label}: {pending}")
+            if problems:
+                raise MeterError(
+                    "NVML power sampling failed, the energy of this window is unknown: "
+                    + "; ".join(problems)
+                )
+            return {track.domain: track.joules for track in self.tracks}
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop and join the thread; False if it is still inside an NVML call after
+        ``timeout_s`` (it is a daemon, so it cannot keep the interpreter alive)."""
+        self._stop.set()
+        thread = self.thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+
+def _sample_reason(exc: BaseException) -> str:
+    if type(exc).__name__.startswith("NVMLError"):
+        return _nvml_reason(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _stop_sampler(sampler: _PowerSampler) -> None:
+    """Finaliser of a meter that was never closed (or at interpreter exit)."""
+    sampler.stop(0.5)
+
+
 @dataclass
 class _Gpu:
     """One measured physical GPU and its counter state."""
@@ -98,6 +350,8 @@ class _Gpu:
     last_mj: int
     total_mj: int = 0
     facts: dict[str, Any] = field(default_factory=dict)
+    source: str = SOURCE_COUNTER
+    track: _PowerTrack | None = None  # set when energy is sampled from power
 
 
 class NvmlMeter:
@@ -106,29 +360,43 @@ class NvmlMeter:
     Args:
         device: ``"cuda"`` for every visible CUDA device, or ``"cuda:N"`` for CUDA
             index ``N`` as the test sees it.
+        sample_power: sample power on every GPU even where an energy counter exists.
+            For cross-checking the sampler against the counter (``bench/gpu_check.py``);
+            the counter is the better reading, so the plugin never asks for this.
 
     Domains are ``gpu:N`` with ``N`` the CUDA index. MIG instances map to their parent
     GPU (energy exists only per GPU); instances sharing a GPU are measured once under
     the lowest CUDA index, and ``describe()`` marks them ``shared``.
 
+    A GPU without a total-energy counter is measured by sampling its power (see the
+    module docstring); the meter is then ``sampled`` and, when every measured GPU is
+    sampled, its ``update_period_s`` is the sampling period.
+
     Raises:
         ValueError: ``device`` is not ``"cuda"`` or ``"cuda:N"``.
         MeterUnavailable: pynvml missing, NVML cannot start, no visible device, index
-            out of range, or a GPU without a total-energy counter (pre-Volta).
+            out of range, or a GPU with neither a total-energy counter nor a power
+            reading.
     """
 
     name = "nvml"
     estimated = False
     update_period_s = 0.1
     """The energy counter steps every ~20-100 ms; windows must span many steps."""
+    sampled = False
+    """True when some GPU's energy is integrated from sampled power, not a counter."""
+    sample_period_s: float | None = None
+    """The power sampling period of a sampled meter; ``None`` otherwise."""
 
-    def __init__(self, device: str = "cuda") -> None:
+    def __init__(self, device: str = "cuda", *, sample_power: bool = False) -> None:
         match = _DEVICE_SPEC.fullmatch(device.strip())
         if match is None:
             raise ValueError(f"NVML meter device must be 'cuda' or 'cuda:N', got {device!r}")
         self._device_spec = device.strip()
         self._lock = threading.Lock()
         self._closed = True  # becomes False once nvmlInit succeeded
+        self._sampler: _PowerSampler | None = None
+        self._sample_power = sample_power
         try:
             import pynvml
         except ImportError as exc:
@@ -194,21 +462,58 @@ class NvmlMeter:
                 continue
             info = by_index[cuda_device.nvml_index]
             handle = handles[cuda_device.nvml_index]
-            start = self._first_energy(handle, cuda_device.cuda_index, info)
-            gpus[cuda_device.nvml_index] = _Gpu(
-                domain=f"gpu:{cuda_device.cuda_index}",
+            domain = f"gpu:{cuda_device.cuda_index}"
+            start = (
+                None
+                if self._sample_power
+                else self._first_energy(handle, cuda_device.cuda_index, info)
+            )
+            gpu = _Gpu(
+                domain=domain,
                 cuda_indices=[cuda_device.cuda_index],
                 nvml_index=cuda_device.nvml_index,
                 handle=handle,
                 info=info,
                 shared=cuda_device.shared,
                 assumed=cuda_device.assumed,
-                origin_mj=start,
-                last_mj=start,
+                origin_mj=start or 0,
+                last_mj=start or 0,
             )
+            if start is None:  # no energy counter: sample power instead
+                api, gpu.source = self._power_source(handle, cuda_device.cuda_index, info)
+                gpu.track = _PowerTrack(
+                    domain=domain,
+                    label=f"{domain} ({info.name}, {info.uuid})",
+                    handle=handle,
+                    api=api,
+                    source=gpu.source,
+                )
+            gpus[cuda_device.nvml_index] = gpu
         self._gpus = list(gpus.values())
         for gpu in self._gpus:
             gpu.facts = self._fingerprint(gpu)
+        tracks = [gpu.track for gpu in self._gpus if gpu.track is not None]
+        if tracks:
+            self._start_sampler(tracks)
+
+    def _start_sampler(self, tracks: list[_PowerTrack]) -> None:
+        """Start sampling power for GPUs without an energy counter."""
+        sampler = _PowerSampler(self._nvml, tracks, SAMPLE_PERIOD_S)
+        try:
+            sampler.prime()
+        except Exception as exc:
+            raise MeterUnavailable(
+                f"NVML unavailable: cannot sample the power of "
+                f"{', '.join(t.label for t in tracks)}: {_sample_reason(exc)}"
+            ) from None
+        self._sampler = sampler
+        sampler.start()
+        # A meter dropped without close() (or alive at exit) still stops its thread.
+        weakref.finalize(self, _stop_sampler, sampler)
+        self.sampled = True
+        self.sample_period_s = SAMPLE_PERIOD_S
+        if all(gpu.track is not None for gpu in self._gpus):
+            self.update_period_s = SAMPLE_PERIOD_S
 
     def _enumerate(self) -> tuple[list[NvmlDeviceInfo], dict[int, Any]]:
         """Every GPU NVML sees, with what the CUDA mapping needs."""
@@ -269,21 +574,63 @@ class NvmlMeter:
                 continue
         return tuple(uuids)
 
-    def _first_energy(self, handle: Any, cuda_index: int, info: NvmlDeviceInfo) -> int:
+    def _first_energy(self, handle: Any, cuda_index: int, info: NvmlDeviceInfo) -> int | None:
+        """The counter's value now, or ``None`` when the GPU has no energy counter."""
         nvml = self._nvml
         try:
             return int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
         except nvml.NVMLError_NotSupported:
-            raise MeterUnavailable(
-                f"gpu {cuda_index} ({info.name}) has no total-energy counter (pre-Volta); "
-                "NVML can only measure energy on Volta or newer GPUs. Use another meter "
-                "for this machine"
-            ) from None
+            return None
         except nvml.NVMLError as exc:
             raise MeterUnavailable(
                 f"NVML unavailable: cannot read the energy counter of gpu {cuda_index} "
                 f"({info.name}): {_nvml_reason(exc)}"
             ) from None
+
+    def _power_source(
+        self, handle: Any, cuda_index: int, info: NvmlDeviceInfo
+    ) -> tuple[str, str]:
+        """``(api, source)`` for a GPU without an energy counter.
+
+        The instant-power field value wins when NVML answers it; else
+        ``nvmlDeviceGetPowerUsage``, which NVML documents as instantaneous on GA100 and
+        older architectures and as a 1 s average on newer ones. Only architectures older
+        than Ampere are labelled instant; Ampere (GA100 included) and unknown ones get
+        the cautious "average" label.
+        """
+        nvml = self._nvml
+        try:
+            field_value = nvml.nvmlDeviceGetFieldValues(
+                handle, [nvml.NVML_FI_DEV_POWER_INSTANT]
+            )[0]
+            code = int(field_value.nvmlReturn)
+            if code != nvml.NVML_SUCCESS:
+                raise nvml.NVMLError(code)
+            _field_number(nvml, field_value)
+            return "field", SOURCE_INSTANT
+        except (nvml.NVMLError, AttributeError, IndexError, TypeError, ValueError) as exc:
+            field_reason = _sample_reason(exc)
+        try:
+            nvml.nvmlDeviceGetPowerUsage(handle)
+        except nvml.NVMLError as exc:
+            why = (
+                "power sampling was requested, but it has"
+                if self._sample_power
+                else "has no total-energy counter (pre-Volta) and"
+            )
+            raise MeterUnavailable(
+                f"gpu {cuda_index} ({info.name}) {why} no power reading to sample "
+                f"(instant power field: {field_reason}; nvmlDeviceGetPowerUsage: "
+                f"{_nvml_reason(exc)}). Use another meter for this machine"
+            ) from None
+        try:
+            arch: int | None = int(nvml.nvmlDeviceGetArchitecture(handle))
+        except (nvml.NVMLError, AttributeError, TypeError, ValueError):
+            arch = None
+        ampere = getattr(nvml, "NVML_DEVICE_ARCH_AMPERE", 7)
+        unknown = getattr(nvml, "NVML_DEVICE_ARCH_UNKNOWN", 0xFFFFFFFF)
+        instant = arch is not None and arch != unknown and arch < ampere
+        return "usage", SOURCE_INSTANT if instant else SOURCE_AVERAGE
 
     def _fingerprint(self, gpu: _Gpu) -> dict[str, Any]:
         """Device facts at start that explain run-to-run differences; each field optional."""
@@ -379,10 +726,14 @@ class NvmlMeter:
     def read(self) -> dict[str, float]:
         """Joules per domain since construction, after :meth:`sync`.
 
+        Sampled GPUs report their power integral up to a sample taken now.
+
         Raises:
-            MeterError: NVML failed, or a counter went backwards (driver reload or GPU
-                reset). After a backwards step the meter rebases on the new value, so
-                the spoiled window errors and later windows measure normally.
+            MeterError: NVML failed, a counter went backwards (driver reload or GPU
+                reset), or the power sampler failed since the last read. After a
+                backwards step the meter rebases on the new value (after a sampler
+                error, the integral restarts now), so the spoiled window errors and
+                later windows measure normally.
         """
         if self._closed:
             raise MeterError("NVML meter read after close()")
@@ -391,8 +742,9 @@ class NvmlMeter:
         with self._lock:
             if self._closed:
                 raise MeterError("NVML meter read after close()")
+            counted = [gpu for gpu in self._gpus if gpu.track is None]
             values: list[int] = []
-            for gpu in self._gpus:
+            for gpu in counted:
                 try:
                     values.append(int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle)))
                 except nvml.NVMLError as exc:
@@ -400,7 +752,7 @@ class NvmlMeter:
                         f"NVML energy read failed for {gpu.domain} ({gpu.info.name}, "
                         f"{gpu.info.uuid}): {_nvml_reason(exc)}"
                     ) from exc
-            for gpu, value in zip(self._gpus, values, strict=True):
+            for gpu, value in zip(counted, values, strict=True):
                 if value < gpu.last_mj:
                     previous, gpu.last_mj = gpu.last_mj, value
                     raise MeterError(
@@ -408,22 +760,174 @@ class NvmlMeter:
                         f"{gpu.info.uuid}) went backwards from {previous} mJ to {value} mJ: "
                         "the driver was reloaded or the GPU was reset during the measurement"
                     )
-            for gpu, value in zip(self._gpus, values, strict=True):
+            for gpu, value in zip(counted, values, strict=True):
                 gpu.total_mj += value - gpu.last_mj
                 gpu.last_mj = value
-            return {gpu.domain: gpu.total_mj / 1000.0 for gpu in self._gpus}
+            sampled = self._sampler.read() if self._sampler is not None else {}
+            return {
+                gpu.domain: gpu.total_mj / 1000.0 if gpu.track is None else sampled[gpu.domain]
+                for gpu in self._gpus
+            }
 
     def close(self) -> None:
-        """Shut NVML down once; later calls do nothing."""
+        """Stop and join the power sampler, then shut NVML down; once, later calls do
+        nothing.
+
+        Raises:
+            MeterError: the sampler thread is stuck in an NVML call and did not stop
+                within 2 s. NVML is then left initialised (shutting it down under a
+                running call could crash the process); the thread is a daemon.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if self._sampler is not None and not self._sampler.stop(_STOP_TIMEOUT_S):
+            raise MeterError(
+                f"NVML power sampler did not stop within {_STOP_TIMEOUT_S:g} s (an NVML "
+                "call hangs); NVML was left initialised"
+            )
         # Nothing useful to do about a failing shutdown at teardown.
         with contextlib.suppress(self._nvml.NVMLError):
             self._nvml.nvmlShutdown()
 
     # -- extras ----------------------------------------------------------------------------
+
+    def conditions(self) -> list[str]:
+        """Flags about the measured GPUs right now, each starting with a keyword.
+
+        Called by the measuring code right before each measured run; a handful of NVML
+        calls (two process lists per GPU), everything else was found at start.
+
+        * ``contaminated:`` other processes hold a compute context on the GPU. Energy
+          counters measure the whole GPU, so their work is counted. Our own pid is
+          excluded. If NVML lists pids but not ours while this process holds a CUDA
+          context there (torch tells), NVML speaks another pid namespace (a container)
+          or MPS; one of the pids is then taken to be us. Without torch we cannot tell,
+          and every listed pid counts as other. A NotSupported answer gives no flag
+          (nothing can be known; NVML does not support process lists everywhere, e.g.
+          on some virtual GPUs); any other error gives an ``unknown:`` flag. An idle
+          context (another pytest-xdist worker that touched CUDA) is listed too.
+        * ``display:`` graphics processes (a desktop, a compositor) on the GPU. Not
+          contamination: their steady draw is part of what the GPU burns when idle, and
+          on a workstation they are always there.
+        * ``shared:`` the GPU is partitioned with MIG; energy is for the whole GPU.
+        * ``module-scope:`` Grace Hopper (name with GH200 or Grace) reports the power of
+          the whole module, CPU and memory included.
+        * ``sampled:`` energy is integrated from sampled power (no energy counter).
+
+        Raises:
+            MeterError: the meter is closed.
+        """
+        if self._closed:
+            raise MeterError("NVML meter used after close()")
+        flags: list[str] = []
+        for gpu in self._gpus:
+            flags.extend(self._process_flags(gpu))
+            if gpu.shared or gpu.info.mig_enabled:
+                flags.append(
+                    f"shared: {gpu.domain} is partitioned with MIG; energy is for the whole GPU"
+                )
+            if _MODULE_SCOPE.search(gpu.info.name):
+                flags.append(
+                    f"module-scope: {gpu.domain} ({gpu.info.name}) reports module power "
+                    "(CPU+GPU)"
+                )
+            if gpu.track is not None:
+                flags.append(self._sampled_flag(gpu))
+        return flags
+
+    def _sampled_flag(self, gpu: _Gpu) -> str:
+        period = f"{SAMPLE_PERIOD_S * 1e3:g} ms"
+        if gpu.track is not None and gpu.track.api == "field":
+            how = f"instant power (NVML_FI_DEV_POWER_INSTANT) polled every {period}"
+        else:
+            how = f"nvmlDeviceGetPowerUsage polled every {period}"
+        text = (
+            f"sampled: {gpu.domain} ({gpu.info.name}) has no energy counter; energy is "
+            f"integrated from {how}"
+        )
+        if gpu.source == SOURCE_AVERAGE:
+            text += (
+                "; on this GPU that reading is a 1 s average, so windows shorter than a "
+                "few seconds are smeared"
+            )
+        return text
+
+    def _process_flags(self, gpu: _Gpu) -> list[str]:
+        """``contaminated:`` / ``display:`` / ``unknown:`` flags for one GPU."""
+        nvml = self._nvml
+        found: dict[str, list[int]] = {}
+        for kind, function in (
+            ("compute", "nvmlDeviceGetComputeRunningProcesses"),
+            ("graphics", "nvmlDeviceGetGraphicsRunningProcesses"),
+        ):
+            try:
+                processes = getattr(nvml, function)(gpu.handle)
+            except nvml.NVMLError as exc:
+                if type(exc).__name__ in _UNSUPPORTED:
+                    continue
+                return [
+                    f"unknown: cannot list the {kind} processes on {gpu.domain}: "
+                    f"{_nvml_reason(exc)}"
+                ]
+            except AttributeError:  # bindings too old to have the function
+                continue
+            found[kind] = sorted({int(p.pid) for p in processes if getattr(p, "pid", None)})
+        own = os.getpid()
+        flags: list[str] = []
+        compute = found.get("compute", [])
+        if compute:
+            others = [pid for pid in compute if pid != own]
+            if own not in compute and self._has_context(gpu):
+                if len(compute) > 1:
+                    count = len(compute) - 1
+                    flags.append(
+                        f"contaminated: {_plural(count, 'other compute process')} on "
+                        f"{gpu.domain} (NVML lists pids {_pid_list(compute)}; this "
+                        f"process, pid {own}, is not among them, as in a container's pid "
+                        "namespace or under MPS, so one of them is taken to be this process)"
+                    )
+            elif others:
+                flags.append(
+                    f"contaminated: {_plural(len(others), 'other compute process')} on "
+                    f"{gpu.domain} ({'pid' if len(others) == 1 else 'pids'} "
+                    f"{_pid_list(others)})"
+                )
+        graphics = [pid for pid in found.get("graphics", []) if pid != own]
+        if graphics:
+            flags.append(
+                f"display: {_plural(len(graphics), 'graphics process')} on {gpu.domain} "
+                f"({'pid' if len(graphics) == 1 else 'pids'} {_pid_list(graphics)}); their "
+                "steady draw counts as idle power"
+            )
+        return flags
+
+    def _has_context(self, gpu: _Gpu) -> bool:
+        """Whether this process holds a CUDA context on ``gpu``, as far as torch (if the
+        test imported it) can tell without creating one."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return False
+        try:
+            cuda = getattr(torch, "cuda", None)
+            if cuda is None or not cuda.is_initialized():
+                return False
+            has_context = getattr(getattr(torch, "_C", None), "_cuda_hasPrimaryContext", None)
+            if has_context is None:
+                return False
+            return any(bool(has_context(index)) for index in gpu.cuda_indices)
+        except Exception:
+            return False
+
+    def power_limits_w(self) -> dict[str, float | None]:
+        """Enforced power limit per domain in watts (``None`` where NVML has none), as
+        read at start: what the GPU may draw, to tell a busy GPU from an idling one."""
+        limits: dict[str, float | None] = {}
+        for gpu in self._gpus:
+            limit = gpu.facts.get("power_limit_w")
+            limits[gpu.domain] = None if limit is None else float(limit)
+        return limits
 
     def describe(self) -> dict[str, Any]:
         """Fingerprint of the measured GPUs for the JSON report (facts taken at start)."""
@@ -435,6 +939,8 @@ class NvmlMeter:
             "cuda_device_order": self._cuda_device_order,
             "mapping_assumed": any(gpu.assumed for gpu in self._gpus),
             "mapping_notes": list(self.mapping.notes),
+            "sampled": self.sampled,
+            "sample_period_s": self.sample_period_s,
             "devices": [
                 {
                     "domain": gpu.domain,
@@ -447,6 +953,7 @@ class NvmlMeter:
                     **gpu.facts,
                     "shared": gpu.shared,
                     "mapping_assumed": gpu.assumed,
+                    "source": gpu.source,
                 }
                 for gpu in self._gpus
             ],

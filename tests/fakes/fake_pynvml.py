@@ -10,17 +10,27 @@ on in the real bindings:
 * function names and parameter names (checked against the real module by a test);
 * NVML's rules: every call but ``nvmlInit`` fails with ``Uninitialized`` unless NVML is
   initialised, init/shutdown are reference counted, MIG handles have no energy counter;
-* return types: strings as ``str``, the PCI info struct's ``busId`` as ``bytes``.
+* return types: strings as ``str``, the PCI info struct's ``busId`` as ``bytes``,
+  field values as a ctypes array of ``c_nvmlFieldValue_t`` (same ``_fields_`` as the
+  real struct: ``.timestamp`` in microseconds since 1970, ``.nvmlReturn`` per field,
+  ``.value.uiVal`` in mW for power), running processes as objects with ``.pid`` and
+  ``.usedGpuMemory``.
 
 Devices are :class:`FakeGpu` objects whose energy counter (mJ) the test sets directly
 or advances with a power trace, optionally quantised to the counter's ~100 ms steps,
-and which can fail on chosen reads.
+and which can fail on chosen reads. A GPU can instead follow the wall clock
+(:meth:`FakeGpu.follow_real_time`): its power trace is then a function of real seconds
+since that call, so a background sampler thread sees it change in real time, and its
+energy counter integrates the same trace.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +94,19 @@ NVML_DEVICE_ARCH_ADA = 8
 NVML_DEVICE_ARCH_HOPPER = 9
 NVML_DEVICE_ARCH_BLACKWELL = 10
 NVML_DEVICE_ARCH_UNKNOWN = 0xFFFFFFFF
+NVML_FI_DEV_POWER_AVERAGE = 185
+NVML_FI_DEV_POWER_INSTANT = 186
+NVML_VALUE_TYPE_DOUBLE = 0
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_VALUE_TYPE_UNSIGNED_LONG = 2
+NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
+NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4
+NVML_VALUE_TYPE_SIGNED_INT = 5
+NVML_VALUE_TYPE_UNSIGNED_SHORT = 6
+NVML_VALUE_TYPE_COUNT = 7
+
+# A fixed "1970 epoch" offset for field timestamps of simulated (not real-time) GPUs.
+SIMULATED_EPOCH_S = 1_700_000_000.0
 
 
 class NVMLError(Exception):
@@ -139,6 +162,45 @@ def error_class(code: int) -> type[NVMLError]:
     return NVMLError._by_code[code]
 
 
+class c_nvmlValue_t(ctypes.Union):
+    """Same layout as ``pynvml.c_nvmlValue_t``."""
+
+    _fields_: ClassVar[list[tuple[str, Any]]] = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", ctypes.c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", ctypes.c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", ctypes.c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
+
+
+class c_nvmlFieldValue_t(ctypes.Structure):
+    """Same layout as ``pynvml.c_nvmlFieldValue_t`` (value type and return are c_uint)."""
+
+    _fields_: ClassVar[list[tuple[str, Any]]] = [
+        ("fieldId", ctypes.c_uint32),
+        ("scopeId", ctypes.c_uint32),
+        ("timestamp", ctypes.c_int64),
+        ("latencyUsec", ctypes.c_int64),
+        ("valueType", ctypes.c_uint),
+        ("nvmlReturn", ctypes.c_uint),
+        ("value", c_nvmlValue_t),
+    ]
+
+
+@dataclass
+class FakeProcess:
+    """One entry of ``nvmlDeviceGet{Compute,Graphics}RunningProcesses`` (the real
+    bindings return a "friendly object" with these attributes)."""
+
+    pid: int
+    usedGpuMemory: int | None = 512 * 2**20
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
 @dataclass
 class PciInfo:
     """The fields of ``nvmlPciInfo_t`` that matter; ``busId`` is bytes as in ctypes."""
@@ -167,6 +229,21 @@ class FakeGpu:
     function of the device's simulated time) with the counter only stepping every
     ``counter_period_s`` like real GPUs (0 = continuous).
 
+    Power readings: ``nvmlDeviceGetFieldValues`` answers ``NVML_FI_DEV_POWER_INSTANT``
+    unless ``instant_power_supported=False`` (then that field's ``nvmlReturn`` is
+    NotSupported, as NVML does per field); ``nvmlDeviceGetPowerUsage`` answers unless
+    ``power_supported=False``, averaged over the trailing ``power_average_s`` (1.0
+    mimics Ampere and newer; 0 = instant). ``power_sensor_period_s`` > 0 makes the
+    sensor sample-and-hold: readings (and their timestamps) change only at its ticks.
+    ``power_reads`` counts power readings of both kinds.
+
+    Time: simulated (``time_s``, moved by :meth:`advance`) unless
+    :meth:`follow_real_time` was called; then ``power_w(t)`` gets real seconds since
+    that call and the energy counter catches up with the wall clock on every read.
+
+    Processes: ``compute_processes`` / ``graphics_processes`` are what the running
+    process queries return (make them NotSupported through ``errors``).
+
     Faults: ``energy_supported=False`` (pre-Volta: NotSupported), ``errors`` maps a
     function name to the NVML code it raises for this device, :meth:`fail_read` makes a
     future energy read raise, :meth:`reset_counter` simulates a driver reload.
@@ -189,8 +266,51 @@ class FakeGpu:
     errors: dict[str, int] = field(default_factory=dict)
     energy_reads: int = 0
     time_s: float = 0.0
+    instant_power_supported: bool = True
+    power_supported: bool = True
+    power_average_s: float = 0.0
+    power_sensor_period_s: float = 0.0
+    power_reads: int = 0
+    compute_processes: list[FakeProcess] = field(default_factory=list)
+    graphics_processes: list[FakeProcess] = field(default_factory=list)
     _scheduled_failures: dict[int, int] = field(default_factory=dict)
     _pending_mj: float = 0.0
+    _real_origin: float | None = None
+    _epoch_s: float = SIMULATED_EPOCH_S
+    _clock_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def follow_real_time(self) -> None:
+        """From now on the device's time is real seconds since this call (see class)."""
+        with self._clock_lock:
+            self._epoch_s = time.time() - self.time_s
+            self._real_origin = time.perf_counter() - self.time_s
+
+    def now(self) -> float:
+        """The device's time in seconds; in real-time mode, catch the counter up first."""
+        with self._clock_lock:
+            if self._real_origin is not None:
+                elapsed = time.perf_counter() - self._real_origin
+                if elapsed > self.time_s:
+                    self.advance(elapsed - self.time_s)
+            return self.time_s
+
+    def power_reading(self, average_s: float = 0.0) -> tuple[float, float]:
+        """``(watts, time of the sensor sample)``, as the power sensor reports it now."""
+        self.power_reads += 1
+        t = self.now()
+        if self.power_sensor_period_s > 0:
+            t = math.floor(t / self.power_sensor_period_s + 1e-9) * self.power_sensor_period_s
+        if average_s <= 0:
+            return self.power_at(t), t
+        points = 50
+        start = t - average_s
+        watts = [self.power_at(max(0.0, start + average_s * (i + 0.5) / points))
+                 for i in range(points)]
+        return sum(watts) / points, t
+
+    def timestamp_us(self, t: float) -> int:
+        """NVML's field timestamp (microseconds since 1970) of device time ``t``."""
+        return int((self._epoch_s + t) * 1e6)
 
     def fail_read(self, after: int = 0, code: int = NVML_ERROR_UNKNOWN) -> None:
         """Make the energy read ``after + 1`` reads from now raise ``NVMLError(code)``."""
@@ -246,7 +366,7 @@ class FakePynvml(types.ModuleType):
         self.calls: list[str] = []
         module = sys.modules[__name__]
         for attr in dir(module):
-            if attr.startswith("NVML_") or attr.startswith("NVMLError"):
+            if attr.startswith(("NVML_", "NVMLError", "c_nvml")):
                 setattr(self, attr, getattr(module, attr))
 
     # -- helpers ---------------------------------------------------------------------
@@ -338,6 +458,7 @@ class FakePynvml(types.ModuleType):
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu | FakeMig) -> int:
         gpu = self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
+        gpu.now()  # real-time devices catch up with the wall clock
         gpu.energy_reads += 1
         code = gpu._scheduled_failures.pop(gpu.energy_reads, None)
         if code is not None:
@@ -345,6 +466,49 @@ class FakePynvml(types.ModuleType):
         if not gpu.energy_supported or isinstance(handle, FakeMig):
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return gpu.energy_mj
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
+        gpu = self._gpu("nvmlDeviceGetPowerUsage", handle)
+        if not gpu.power_supported or isinstance(handle, FakeMig):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        watts, _ = gpu.power_reading(gpu.power_average_s)
+        return int(watts * 1000)
+
+    def nvmlDeviceGetFieldValues(self, handle: FakeGpu, fieldIds: list[Any]) -> Any:
+        """Like the real call: the call succeeds, each field carries its own return."""
+        gpu = self._gpu("nvmlDeviceGetFieldValues", handle)
+        values = (c_nvmlFieldValue_t * len(fieldIds))()
+        for value, field_id in zip(values, fieldIds, strict=True):
+            try:
+                value.fieldId, value.scopeId = field_id
+            except TypeError:
+                value.fieldId = field_id
+            supported = gpu.power_supported and not isinstance(handle, FakeMig)
+            if value.fieldId == NVML_FI_DEV_POWER_INSTANT and supported and (
+                gpu.instant_power_supported
+            ):
+                watts, t = gpu.power_reading()
+            elif value.fieldId == NVML_FI_DEV_POWER_AVERAGE and supported:
+                watts, t = gpu.power_reading(gpu.power_average_s or 1.0)
+            else:
+                value.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
+                continue
+            value.nvmlReturn = NVML_SUCCESS
+            value.valueType = NVML_VALUE_TYPE_UNSIGNED_INT
+            value.value.uiVal = int(watts * 1000)
+            value.timestamp = gpu.timestamp_us(t)
+            value.latencyUsec = 40
+        return values
+
+    # -- processes ---------------------------------------------------------------------
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[FakeProcess]:
+        gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
+        return [FakeProcess(**vars(p)) for p in gpu.compute_processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeGpu) -> list[FakeProcess]:
+        gpu = self._gpu("nvmlDeviceGetGraphicsRunningProcesses", handle)
+        return [FakeProcess(**vars(p)) for p in gpu.graphics_processes]
 
     # -- fingerprint -------------------------------------------------------------------
 
@@ -413,3 +577,24 @@ def hopper(index: int, **overrides: Any) -> FakeGpu:
     }
     settings.update(overrides)
     return FakeGpu(**settings)
+
+
+def pascal(index: int, **overrides: Any) -> FakeGpu:
+    """A pre-Volta Tesla P100: no energy counter and no instant-power field, but
+    ``nvmlDeviceGetPowerUsage`` answers (instantaneous on this architecture)."""
+    settings: dict[str, Any] = {
+        "name": "Tesla P100-PCIE-16GB",
+        "architecture": NVML_DEVICE_ARCH_PASCAL,
+        "energy_supported": False,
+        "instant_power_supported": False,
+        "power_limit_mw": 250_000,
+    }
+    settings.update(overrides)
+    return hopper(index, **settings)
+
+
+def grace_hopper(index: int, **overrides: Any) -> FakeGpu:
+    """The GPU of a GH200 superchip, whose readings cover the whole module."""
+    settings: dict[str, Any] = {"name": "NVIDIA GH200 480GB", "power_limit_mw": 900_000}
+    settings.update(overrides)
+    return hopper(index, **settings)
