@@ -19,6 +19,7 @@ so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -46,6 +47,42 @@ def lock_keys(meter: Any, device: str) -> list[str]:
     if device in ("cpu", "auto"):
         return [CPU_PACKAGES]
     return [f"{getattr(meter, 'name', 'meter')}-{device}"]
+
+
+def _pid_dir() -> Path:
+    return lock_dir() / "pids"
+
+
+def register_process() -> None:
+    """Announce this process as a pytest-energy measurer (see :func:`peer_pids`)."""
+    with contextlib.suppress(OSError):
+        _pid_dir().mkdir(parents=True, exist_ok=True)
+        (_pid_dir() / str(os.getpid())).touch()
+
+
+def unregister_process() -> None:
+    with contextlib.suppress(OSError):
+        (_pid_dir() / str(os.getpid())).unlink()
+
+
+def peer_pids() -> set[int]:
+    """Live pytest-energy processes sharing this lock directory (xdist workers, other
+    sessions). They measure only while holding the device lock, so while this process
+    holds it, their CUDA contexts are idle: a GPU meter does not count them as
+    contamination. Stale entries (dead pids) are ignored."""
+    pids = set()
+    with contextlib.suppress(OSError):
+        for entry in _pid_dir().iterdir():
+            if entry.name.isdigit():
+                pid = int(entry.name)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    continue
+                except PermissionError:  # alive, owned by another user
+                    pass
+                pids.add(pid)
+    return pids
 
 
 @contextmanager

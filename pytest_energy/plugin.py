@@ -72,7 +72,10 @@ class EnergySession:
     def pool(self) -> MeterPool:
         """Meters, created on the first test that needs one."""
         if self._pool is None:
+            from pytest_energy.isolation import register_process
             from pytest_energy.meters.loader import MeterPool
+
+            register_process()
 
             self._pool = MeterPool(self.config.meter,
                                    watts_per_core=self.config.estimate_watts_per_core,
@@ -107,6 +110,9 @@ class EnergySession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._pool is not None:
+            from pytest_energy.isolation import unregister_process
+
+            unregister_process()
             self._described = described = self._pool.describe()  # before closing the meters
             self.report_errors.extend(self._pool.close())
             workeroutput = getattr(session.config, "workeroutput", None)

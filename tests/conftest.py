@@ -184,3 +184,11 @@ def meters(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(energy_test_meters=TEST_METERS)
     pytester.syspathinsert()
     return pytester
+
+
+@pytest.fixture(autouse=True)
+def _private_lock_dir(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Device locks and the peer-process registry of this test run stay in its own
+    temp dir, so concurrent test runs on one machine never see each other."""
+    monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))

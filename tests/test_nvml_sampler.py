@@ -16,6 +16,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fakes.fake_pynvml import (
@@ -489,3 +490,28 @@ def test_power_limits_w(monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
     meter = NvmlMeter()
     meters.append(meter)
     assert meter.power_limits_w() == {"gpu:0": 700.0, "gpu:1": 250.0, "gpu:2": None}
+
+
+def test_peer_pytest_energy_processes_are_not_contamination(
+    monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from pytest_energy.isolation import peer_pids
+
+    monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path))
+    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "pids").mkdir()
+        (tmp_path / "pids" / str(peer.pid)).touch()
+        (tmp_path / "pids" / "999999").touch()  # a dead peer: ignored
+        assert peer.pid in peer_pids() and 999999 not in peer_pids()
+        gpu = hopper(0, compute_processes=[FakeProcess(peer.pid), FakeProcess(1234)])
+        install(monkeypatch, [gpu])
+        meter = NvmlMeter()
+        meters.append(meter)
+        # the xdist sibling waits for our device lock: only pid 1234 contaminates
+        assert meter.conditions() == ["contaminated: 1 other compute process on gpu:0 (pid 1234)"]
+    finally:
+        peer.kill()
+        peer.wait()

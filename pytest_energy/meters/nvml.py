@@ -874,9 +874,12 @@ class NvmlMeter:
             except AttributeError:  # bindings too old to have the function
                 continue
             found[kind] = sorted({int(p.pid) for p in processes if getattr(p, "pid", None)})
+        from pytest_energy.isolation import peer_pids
+
         own = os.getpid()
         flags: list[str] = []
-        compute = found.get("compute", [])
+        # Other pytest-energy processes (xdist workers) wait for the device lock we hold.
+        compute = [pid for pid in found.get("compute", []) if pid not in peer_pids() - {own}]
         if compute:
             others = [pid for pid in compute if pid != own]
             if own not in compute and self._has_context(gpu):
