@@ -56,11 +56,21 @@ def onnx_path(torch_model, tmp_path_factory):
     return models.export_onnx(torch_model, tmp_path_factory.mktemp("onnx"))
 
 
-@pytest.fixture(scope="session")
-def ort_session(onnx_path):
-    """An ONNX Runtime session for `onnx_path` (CUDA provider if installed), warmed up."""
-    session = models.make_ort_session(onnx_path)
+def _warm(session):
     for b in WARM_BATCHES:
         feed = {models.INPUT_NAME: models.make_batch(b, device="cpu").numpy()}
         session.run([models.OUTPUT_NAME], feed)
     return session
+
+
+@pytest.fixture(scope="session")
+def ort_session(onnx_path):
+    """An ONNX Runtime session for `onnx_path` (CUDA provider if installed), warmed up."""
+    return _warm(models.make_ort_session(onnx_path))
+
+
+@pytest.fixture(scope="session")
+def ort_int8_session(onnx_path, tmp_path_factory):
+    """The same model dynamically quantized to int8, on ONNX Runtime's CPU provider."""
+    int8_path = models.quantize_int8(onnx_path, tmp_path_factory.mktemp("onnx-int8"))
+    return _warm(models.make_ort_session(int8_path, cpu_only=True))

@@ -6,12 +6,15 @@ every run (and every machine) measures the same network.
 * :func:`build_model` -- a 3-layer MLP classifier (256 -> 512 -> 512 -> 10, ~0.4 M
   parameters, ~1.6 MB of float32 weights) whose forward returns class
   probabilities (softmax included, so the output rows sum to 1).
-* :func:`predict` -- one inference call under ``torch.inference_mode()``.
+* :func:`predict` -- one inference call under ``torch.inference_mode()``, in fp32 or
+  under autocast to a lower precision (bf16 on CPU, fp16 on CUDA).
 * :func:`make_batch` -- a deterministic input batch.
 * :func:`export_onnx` -- writes the model to ``<directory>/mlp.onnx`` with a dynamic
   batch dimension.
 * :func:`make_ort_session` -- an ONNX Runtime session on CUDA when the installed
   onnxruntime has the CUDA provider, else on CPU.
+* :func:`quantize_int8` -- a dynamically quantized (int8 weights) copy of the ONNX
+  model, for ONNX Runtime's CPU provider.
 
 This module is a helper, not a test file; ``conftest.py`` wraps it in
 session-scoped fixtures so that building and exporting are never measured.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -89,10 +93,34 @@ def build_model(seed: int = SEED, device: torch.device | str | None = None) -> M
     return model.to(device if device is not None else torch_device())
 
 
+def low_precision(device: torch.device | str | None = None) -> str:
+    """The lower precision the torch examples compare with fp32 on ``device``.
+
+    The dtype ``torch.autocast`` defaults to on each device type: bf16 on CPU, fp16 on
+    CUDA (fast on every GPU with tensor cores; bf16 would need Ampere or newer).
+    """
+    device = torch.device(device) if device is not None else torch_device()
+    return "fp16" if device.type == "cuda" else "bf16"
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One inference call: class probabilities for ``x`` (no autograd bookkeeping)."""
-    return model(x)
+def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """One inference call: float32 class probabilities for ``x`` (no autograd bookkeeping).
+
+    ``precision`` "fp32" runs the model as built; "bf16" / "fp16" run it under
+    ``torch.autocast`` (matmuls in the lower precision, weights stay fp32), and the
+    probabilities come back as float32 either way, so callers compare like with like.
+    """
+    if precision == "fp32":
+        return model(x)
+    if precision not in _AUTOCAST_DTYPES:
+        raise ValueError(f"precision={precision!r}: expected fp32, bf16 or fp16")
+    with torch.autocast(device_type=x.device.type, dtype=_AUTOCAST_DTYPES[precision]):
+        probs = model(x)
+    return probs.float()
 
 
 def make_batch(batch: int, seed: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
@@ -139,8 +167,33 @@ def ort_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def quantize_int8(path: str | os.PathLike[str], directory: str | os.PathLike[str]) -> Path:
+    """Write a dynamically quantized copy of the ONNX model at ``path`` to ``directory``.
+
+    ``onnxruntime.quantization.quantize_dynamic``: weights stored as int8, activations
+    quantized on the fly per call; no calibration data needed. Runs on ONNX Runtime's
+    CPU provider (the integer MatMul kernels are CPU kernels), hence
+    :func:`make_ort_session` with ``cpu_only=True`` for it.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = Path(directory) / "mlp_int8.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # quantize_dynamic logs a "consider pre-processing" warning on every call; the MLP
+    # needs no shape inference pre-pass.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    onnx.checker.check_model(str(target))
+    return target
+
+
 def make_ort_session(
-    path: str | os.PathLike[str], num_threads: int = NUM_THREADS
+    path: str | os.PathLike[str], num_threads: int = NUM_THREADS, cpu_only: bool = False
 ) -> ort.InferenceSession:
     """An ``onnxruntime.InferenceSession`` tuned for energy measurement.
 
@@ -158,4 +211,5 @@ def make_ort_session(
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=opts, providers=ort_providers())
+    providers = ["CPUExecutionProvider"] if cpu_only else ort_providers()
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

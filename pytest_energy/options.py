@@ -267,16 +267,22 @@ def _cli_type(setting: Setting) -> Callable[[str], Any]:
 
 def add_options(parser: pytest.Parser) -> None:
     """Register every CLI option and ini key (called from pytest_addoption)."""
+    add_settings(parser, ALL_SETTINGS)
+
+
+def add_settings(parser: pytest.Parser, settings: tuple[Setting, ...]) -> None:
+    """Register settings as CLI options (group "energy") and ini keys."""
     group = parser.getgroup("energy", "energy budgets (pytest-energy)")
-    for setting in ALL_SETTINGS:
-        env_note = f" [env {setting.env}, ini {setting.ini}]"
+    for setting in settings:
+        # argparse formats help with %: a literal percent sign must be doubled
+        help_text = setting.help.replace("%", "%%") + f" [env {setting.env}, ini {setting.ini}]"
         if setting.flag:
             group.addoption(setting.cli, action="store_true", default=None, dest=setting.dest,
-                            help=setting.help + env_note)
+                            help=help_text)
         else:
             group.addoption(setting.cli, action="store", default=None, dest=setting.dest,
                             type=_cli_type(setting), metavar=setting.name.upper(),
-                            help=setting.help + env_note)
+                            help=help_text)
         parser.addini(setting.ini, help=setting.help, type="string", default="")
 
 

@@ -25,8 +25,10 @@ from pytest_energy.options import MARKER_HELP, MARKER_NAME, SessionConfig, add_o
 
 if TYPE_CHECKING:
     from pytest_energy.fixture import EnergyFixture
+    from pytest_energy.gate import RegressionGate
     from pytest_energy.measure import Measurer
     from pytest_energy.meters.loader import MeterPool
+    from pytest_energy.rightsizing import RightsizingOptions
     from pytest_energy.state import ItemState
 
 FIXTURE_NAME = "energy"
@@ -58,15 +60,21 @@ class EnergySession:
     alone prints the summary and writes the JSON report.
     """
 
-    def __init__(self, config: SessionConfig, is_worker: bool) -> None:
+    def __init__(self, config: SessionConfig, is_worker: bool,
+                 rightsizing_values: dict[str, Any] | None = None) -> None:
         self.config = config
         self.is_worker = is_worker
+        self._rightsizing_values = rightsizing_values or {}
+        self._rightsizing: RightsizingOptions | None = None
+        self._rightsized: tuple[list[dict[str, Any]], dict[str, Any] | None,
+                                list[str]] | None = None
         self.entries: dict[str, dict[str, Any]] = {}
         self.report_errors: list[str] = []
         self.json_written: str | None = None
         self._pool: MeterPool | None = None
         self.worker_meters: list[dict[str, Any]] = []  # pool descriptions from xdist workers
         self._described: dict[str, Any] | None = None
+        self.gate: RegressionGate | None = None
 
     @property
     def pool(self) -> MeterPool:
@@ -108,6 +116,32 @@ class EnergySession:
             [self._pool.describe()] if self._pool is not None else [])
         return merge_descriptions(self.config.meter, own + self.worker_meters)
 
+    @property
+    def rightsizing(self) -> RightsizingOptions:
+        """Right-sizing options (validated at configure, built on first use)."""
+        if self._rightsizing is None:
+            from pytest_energy.rightsizing import RightsizingOptions
+
+            self._rightsizing = RightsizingOptions(**self._rightsizing_values)
+        return self._rightsizing
+
+    def rightsize(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+        """Group ratings (in place), right-sizing tables, carbon/cost and hints; once."""
+        if self._rightsized is None:
+            from pytest_energy.rightsizing import (
+                apply_ratings,
+                carbon_cost,
+                hints,
+                rightsizing_tables,
+            )
+
+            entries = list(self.entries.values())
+            apply_ratings(entries, self.rightsizing)
+            tables = rightsizing_tables(entries, self.rightsizing)
+            self._rightsized = (tables, carbon_cost(entries, self.rightsizing),
+                                hints(entries, tables, self.rightsizing))
+        return self._rightsized
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._pool is not None:
             from pytest_energy.isolation import unregister_process
@@ -118,14 +152,30 @@ class EnergySession:
             workeroutput = getattr(session.config, "workeroutput", None)
             if workeroutput is not None:  # xdist worker: send fingerprints to the controller
                 workeroutput["pytest_energy_meters"] = described
-        if self.is_worker or not self.config.json_path:
+        if self.is_worker:
+            return
+        meter = self.meters_described()
+        tables, carbon, found = self.rightsize()  # group ratings first: storage keeps them
+        compare = None
+        if self.gate is not None:
+            from pytest_energy.jsonreport import machine_info
+            from pytest_energy.rightsizing import markdown_sections
+
+            self.gate.extra_markdown = markdown_sections(tables, carbon, found)
+            compare = self.gate.finish(list(self.entries.values()), meter, machine_info())
+            code = self.gate.exit_status()
+            if code is not None and session.exitstatus == 0:
+                session.exitstatus = code
+        if not self.config.json_path:
             return
         from pytest_energy.jsonreport import build_report, write_report
 
-        meter = self.meters_described()
         try:
-            path = write_report(self.config.json_path,
-                                build_report(list(self.entries.values()), meter))
+            report = build_report(list(self.entries.values()), meter)
+            report.update({"rightsizing": tables, "carbon_cost": carbon, "hints": found})
+            if compare is not None:
+                report["compare"] = compare
+            path = write_report(self.config.json_path, report)
             self.json_written = str(path)
         except (OSError, ValueError, TypeError) as exc:
             self.report_errors.append(
@@ -153,25 +203,67 @@ class EnergySession:
             for line in meter_lines(self.meters_described()):
                 terminalreporter.write_line(line)
             encoding = getattr(getattr(terminalreporter, "_tw", None), "encoding", None)
+            from pytest_energy.rightsizing import render_carbon, render_rightsizing, summary_lines
+
+            tables, carbon, found = self.rightsize()
             for line in render_summary(entries, encoding).splitlines():
                 terminalreporter.write_line(line)
+            # carbon=None: the whole-run total is printed under the carbon table below.
+            for line in summary_lines(entries, None, self.rightsizing):
+                terminalreporter.write_line(line)
+            text = render_rightsizing(tables, self.rightsizing, encoding)
+            if text:
+                terminalreporter.section("energy right-sizing")
+                for line in text.splitlines():
+                    terminalreporter.write_line(line)
+            if carbon is not None:
+                terminalreporter.section("energy carbon and cost")
+                for line in render_carbon(carbon, encoding).splitlines():
+                    terminalreporter.write_line(line)
+        if entries and self.rightsizing.hints:
+            _tables, _carbon, found = self.rightsize()
+            if found:
+                terminalreporter.section("energy hints")
+                for hint in found:
+                    terminalreporter.write_line(f"- {hint}")
         if self.json_written:
             terminalreporter.write_line(f"energy JSON report: {self.json_written}")
+        gate_lines = self.gate.summary_lines() if self.gate is not None else []
+        if gate_lines and not (entries and self.config.summary):
+            terminalreporter.section("energy regression gate")
+        for line in gate_lines:
+            terminalreporter.write_line(line, red=line.startswith(
+                ("energy compare FAILED", "pytest-energy:")))
         for error in self.report_errors:
             terminalreporter.write_line(f"pytest-energy: {error}", red=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_energy.gate import add_gate_options
+    from pytest_energy.rightsizing_options import add_rightsizing_options
+
     add_options(parser)
+    add_rightsizing_options(parser)
+    add_gate_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    from pytest_energy.gate import RegressionGate
+    from pytest_energy.options import resolve_setting
+    from pytest_energy.rightsizing_options import RIGHTSIZING_SETTINGS
+
     try:
         session_config = SessionConfig.from_config(config)
+        rightsizing_values = {s.name: resolve_setting(s, config).value
+                              for s in RIGHTSIZING_SETTINGS}
+        is_worker = hasattr(config, "workerinput")
+        gate = None if is_worker else RegressionGate.from_config(config)
     except EnergyConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
-    session = EnergySession(session_config, is_worker=hasattr(config, "workerinput"))
+    session = EnergySession(session_config, is_worker=is_worker,
+                            rightsizing_values=rightsizing_values)
+    session.gate = gate
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "energy-session")
 

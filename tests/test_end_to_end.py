@@ -902,3 +902,10 @@ def test_fixture_items_attribute(meters: pytest.Pytester) -> None:
     )
     result = meters.runpytest(*STEP)
     result.assert_outcomes(passed=3)
+
+
+def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*energy budgets (pytest-energy)*", "*--energy-max-cv=MAX_CV*",
+                                 "*(default 10%*"])

@@ -1,0 +1,215 @@
+"""The ``pytest-energy`` command line: output and exit codes, on a history built in place."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_energy import cli
+from pytest_energy.compare import cpu_model, fingerprint, machine_identity
+from pytest_energy.jsonreport import machine_info
+from pytest_energy.storage import NewRun, open_storage
+
+HERE = {**machine_info(), "cpu_model": cpu_model()}
+HERE_FP = fingerprint(machine_identity(HERE))
+
+
+def entry(nodeid: str, per_call: list[float], **extra: Any) -> dict[str, Any]:
+    ordered = sorted(per_call)
+    return {"nodeid": nodeid, "outcome": "passed", "joules_per_call": ordered[len(ordered) // 2],
+            "meter": "rapl", "domains": ["package:0"], "estimated": False,
+            "latency_ms": {"median": 1.5}, "budget": {"joules": 2.0, "latency_ms": None},
+            "joules_spread": {"min": ordered[0], "max": ordered[-1], "cv": 0.01},
+            "verdict": "ok",
+            "trials": [{"calls": 10, "window_s": 0.01, "joules": {"package:0": v * 10},
+                        "latency_ms_median": 1.5} for v in per_call], **extra}
+
+
+STEADY = [1.0, 1.01, 0.99, 1.0, 1.0]
+UP = [1.2, 1.21, 1.19, 1.2, 1.2]
+
+
+def save(directory: Path, name: str | None, entries: list[dict[str, Any]],
+         machine: dict[str, Any] | None = None) -> int:
+    machine = machine or HERE
+    storage = open_storage(directory, create=True)
+    assert storage is not None
+    with storage:
+        run = storage.save_run(
+            NewRun(created="2024-06-01T00:00:00+00:00",
+                   fingerprint=fingerprint(machine_identity(machine)), machine=machine,
+                   meter={"used": {"rapl": {"name": "rapl", "estimated": False}}}, name=name,
+                   commit="0123456789abcdef"), entries)
+        return run.id
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    directory = tmp_path / ".energy"
+    save(directory, "main", [entry("tests/test_m.py::test_mlp", STEADY),
+                             entry("tests/test_m.py::test_cnn", STEADY)])
+    save(directory, None, [entry("tests/test_m.py::test_mlp", [1.05] * 5),
+                           entry("tests/test_m.py::test_cnn", STEADY)])
+    save(directory, "pr-7", [entry("tests/test_m.py::test_mlp", UP),
+                             entry("tests/test_m.py::test_cnn", STEADY)])
+    return directory
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(args), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_runs_lists_newest_first(history: Path) -> None:
+    code, out, _ = run("--storage", str(history), "runs")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["run", "name", "created"]
+    assert lines[2].startswith("#3") and "pr-7" in lines[2] and "0123456789" in lines[2]
+    assert lines[4].startswith("#1") and "main" in lines[4]
+    code, out, _ = run("--storage", str(history), "runs", "--json", "--limit", "1")
+    assert [r["id"] for r in json.loads(out)] == [3]
+
+
+def test_show_a_run(history: Path) -> None:
+    code, out, _ = run("--storage", str(history), "show", "main")
+    assert code == 0
+    assert out.startswith("run #1 'main': 2024-06-01T00:00:00+00:00, 0123456789")
+    assert "tests/test_m.py::test_mlp" in out and "1 J" in out and "1.5 ms" in out
+    code, out, _ = run("--storage", str(history), "show", "#2", "--json")
+    assert json.loads(out)["tests_results"][0]["joules_per_call"] == 1.05
+
+
+def test_unknown_run_and_missing_history_exit_3(history: Path, tmp_path: Path) -> None:
+    code, _, err = run("--storage", str(history), "show", "release")
+    assert code == 3
+    assert "no run 'release' in" in err and "(named runs: main, pr-7;" in err
+    code, _, err = run("--storage", str(tmp_path / "nothing"), "runs")
+    assert code == 3
+    assert "no results history at" in err and "--energy-save=NAME" in err
+
+
+def test_compare_exit_codes(history: Path) -> None:
+    code, out, _ = run("--storage", str(history), "compare", "main", "2")
+    assert code == 0
+    assert "passed: no significant regression" in out
+    code, out, _ = run("--storage", str(history), "compare", "main", "pr-7")
+    assert code == 1
+    assert "tests/test_m.py::test_mlp  J/call" in out and "REGRESSED (joules:10%)" in out
+    assert "+20.0%" in out and "0.00397 (5 vs 5)" in out
+    assert "FAILED: 1 test(s) regressed: tests/test_m.py::test_mlp" in out
+    code, out, _ = run("--storage", str(history), "compare", "main", "pr-7", "--fail", "none")
+    assert code == 0 and "report only" in out
+    code, out, _ = run("--storage", str(history), "compare", "main", "pr-7",
+                       "--fail", "joules:25%")
+    assert code == 0
+    code, out, _ = run("--storage", str(history), "compare", "main", "pr-7", "--all")
+    assert "test_cnn" in out and "unchanged" in out
+    code, out, _ = run("--storage", str(history), "compare", "main", "pr-7", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["failed"] and data["regressions"] == ["tests/test_m.py::test_mlp"]
+
+
+def test_compare_bad_expression_is_a_usage_error(history: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run("--storage", str(history), "compare", "main", "pr-7", "--fail", "jouls:5%")
+    assert code == 2
+    assert "--fail='jouls:5%' is not valid: unknown metric 'jouls' (did you mean 'joules'?)" \
+        in capsys.readouterr().err
+
+
+def test_compare_refuses_other_hardware_unless_forced(history: Path) -> None:
+    other = save(history, "other", [entry("tests/test_m.py::test_mlp", UP)],
+                 machine={**HERE, "cpu_model": "Imaginary CPU", "node": "elsewhere"})
+    code, _, err = run("--storage", str(history), "compare", "main", str(other))
+    assert code == 3
+    assert f"runs #1 'main' and #{other} 'other' come from different hardware: cpu_model:" in err
+    assert "'Imaginary CPU' (this run)" in err and "add --force" in err
+    code, out, err = run("--storage", str(history), "compare", "main", str(other), "--force")
+    assert code == 1 and "warning" in err and "REGRESSED" in out
+
+
+def test_history_trend_with_sparkline(history: Path) -> None:
+    code, out, _ = run("--storage", str(history), "history", "mlp")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("tests/test_m.py::test_mlp  J/call  ")
+    assert lines[0].endswith(cli.sparkline([1.0, 1.05, 1.2], None))
+    assert "#1 'main'" in out and "+5.0%" in out and "+14.3%" in out
+    code, out, _ = run("--storage", str(history), "history", "tests/*::test_c*")
+    assert "test_cnn" in out and "test_mlp" not in out
+    code, out, _ = run("--storage", str(history), "history", "nomatch")
+    assert code == 0 and "no stored results for tests matching 'nomatch'" in out
+
+
+def test_sparkline() -> None:
+    assert cli.sparkline([1, 2, 3, 4, 5, 6, 7, 8], "utf-8") == "▁▂▃▄▅▆▇█"
+    assert cli.sparkline([1, None, 8], "ascii") == "_ #"
+    assert cli.sparkline([2, 2], "utf-8") == "▅▅"
+    assert cli.sparkline([], "utf-8") == ""
+
+
+def test_export_json(history: Path, tmp_path: Path) -> None:
+    code, out, _ = run("--storage", str(history), "export", "--json", "main")
+    data = json.loads(out)
+    assert code == 0 and data["version"] == 1 and data["schema"] == 1
+    (exported,) = data["runs"]
+    assert exported["name"] == "main" and len(exported["results"][0]["trials"]) == 5
+    target = tmp_path / "out" / "all.json"
+    code, out, _ = run("--storage", str(history), "export", "--json", "-o", str(target))
+    assert code == 0 and len(json.loads(target.read_text())["runs"]) == 3
+    code, _, _ = run("--storage", str(history), "export")
+    assert code == 2  # --json is required: it names the format
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(history: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    code, _, err = run("--storage", str(history), "plot")
+    assert code == 3
+    assert "needs matplotlib, an optional extra: pip install 'pytest-energy[plot]'" in err
+    code, _, err = run("--storage", str(history), "plot", "-o", "energy.pdf")
+    assert code == 3 and "must end in .png or .svg" in err
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_writes_images(history: Path, tmp_path: Path, suffix: str) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / f"energy{suffix}"
+    assert run("--storage", str(history), "plot", "main", "-o", str(target))[0] == 0
+    assert target.stat().st_size > 0
+    trend = tmp_path / f"trend{suffix}"
+    assert run("--storage", str(history), "plot", "--history", "mlp", "-o", str(trend))[0] == 0
+    assert trend.stat().st_size > 0
+
+
+def test_storage_is_found_from_a_subdirectory(history: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    sub = tmp_path / "tests" / "deep"
+    sub.mkdir(parents=True)
+    assert cli.find_storage(None, {}, sub) == history
+    assert cli.find_storage(None, {"PYTEST_ENERGY_STORAGE": "/x"}, sub) == Path("/x")
+    assert cli.find_storage("given", {"PYTEST_ENERGY_STORAGE": "/x"}, sub) == Path("given")
+    monkeypatch.chdir(sub)
+    code, out, _ = run("runs")
+    assert code == 0 and "pr-7" in out
+
+
+def test_module_and_console_script_entry_points(history: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest_energy", "--storage", str(history),
+                           "compare", "main", "pr-7"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "REGRESSED" in done.stdout
+    helped = subprocess.run([sys.executable, "-m", "pytest_energy", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("runs", "show", "compare", "history", "plot", "export"):
+        assert command in helped.stdout

@@ -1,0 +1,444 @@
+"""End-to-end behaviour of the regression gate: pytester runs that save, compare and report.
+
+The meter below makes energies exact: each call of a test body adds the next value of
+that test's sequence (``GATE_MJ="test_a=1,1.2;test_b=1"``, in mJ) to the counter, so a
+window of one call reads exactly that value whatever the machine does, and a baseline
+run and a regressed run are two environment variables apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+GATE_METERS = textwrap.dedent(
+    '''
+    import os
+
+    TOTAL = [0.0]
+    CALLS = {}
+
+
+    def _values(name):
+        spec = dict(part.split("=", 1) for part in os.environ.get("GATE_MJ", "").split(";")
+                    if "=" in part)
+        text = spec.get(name, spec.get("*", "1"))
+        return [float(v) * 1e-3 for v in text.split(",")]
+
+
+    def tick(name):
+        """One call of test ``name``: the counter advances by its next value."""
+        values = _values(name)
+        done = CALLS.get(name, 0)
+        CALLS[name] = done + 1
+        TOTAL[0] += values[done % len(values)]
+
+
+    class SeqMeter:
+        name = "seq"
+        estimated = False
+        update_period_s = 0.0
+
+        def __init__(self):
+            TOTAL[0] = 0.0
+            CALLS.clear()
+
+        def domains(self):
+            return ["seq:0"]
+
+        def read(self):
+            return {"seq:0": TOTAL[0]}
+
+        def close(self):
+            pass
+
+
+    class OtherMeter(SeqMeter):
+        name = "otherseq"
+    '''
+)
+
+SUITE = textwrap.dedent(
+    """
+    import pytest
+    import gate_meters
+
+    @pytest.mark.energy_budget(joules=1, rounds=5, trials=5, warmup=0)
+    def test_a():
+        gate_meters.tick("test_a")
+
+    @pytest.mark.energy_budget(rounds=5, trials=5, warmup=0)
+    def test_b():
+        gate_meters.tick("test_b")
+    """
+)
+
+STEADY = "*=1,1.01,0.99,1,1"
+A_PLUS_20 = "test_a=1.2,1.21,1.19,1.2,1.2;*=1,1.01,0.99,1,1"
+
+
+class Suite:
+    """Runs the suite with the sequence meter under a chosen energy sequence."""
+
+    def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pytester = pytester
+        self.monkeypatch = monkeypatch
+        self.path = pytester.path
+
+    def run(self, energies: str, *args: str, meter: str = "SeqMeter") -> pytest.RunResult:
+        self.monkeypatch.setenv("GATE_MJ", energies)
+        return self.pytester.runpytest(f"--energy-meter=gate_meters:{meter}", "-p",
+                                       "no:cacheprovider", *args)
+
+    @property
+    def db(self) -> Path:
+        return self.path / ".energy" / "history.sqlite3"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Suite:
+    for name in ("GITHUB_STEP_SUMMARY", "PYTEST_ENERGY_STORAGE", "PYTEST_ENERGY_COMPARE",
+                 "PYTEST_ENERGY_SAVE", "PYTEST_ENERGY_AUTOSAVE", "PYTEST_ENERGY_COMPARE_FAIL"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(gate_meters=GATE_METERS, test_model=SUITE)
+    pytester.syspathinsert()
+    return Suite(pytester, monkeypatch)
+
+
+def test_save_creates_history_then_compare_passes(suite: Suite) -> None:
+    first = suite.run(STEADY, "--energy-save=main")
+    assert first.ret == 0
+    first.stdout.fnmatch_lines(["energy history: saved run #1 'main' (2 tests, *) to *"
+                                "history.sqlite3"])
+    assert (suite.path / ".energy" / ".gitignore").read_text().strip().endswith("*")
+    second = suite.run(STEADY, "--energy-compare")
+    assert second.ret == 0
+    second.stdout.fnmatch_lines([
+        "energy compare: baseline #1 'main' (*), rule: worse beyond joules:10% and one-sided "
+        "Mann-Whitney U p <= 0.01",
+        "compared: 2 unchanged",
+        "energy compare passed: no significant regression",
+    ])
+
+
+def test_regression_fails_the_session_naming_the_test(suite: Suite) -> None:
+    assert suite.run(STEADY, "--energy-save=main").ret == 0
+    result = suite.run(A_PLUS_20, "--energy-compare=main")
+    result.assert_outcomes(passed=2)  # the tests pass; the gate fails the session
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "*test_model.py::test_a*J/call*1 mJ*1.2 mJ*+20.0%*0.00397 (5 vs 5)*"
+        "REGRESSED (joules:10%)",
+        "compared: 1 regressed, 1 unchanged",
+        "energy compare FAILED: 1 test(s) regressed beyond joules:10% (significant): "
+        "test_model.py::test_a",
+    ])
+    assert "test_b*REGRESSED" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_improvement_is_shown_and_passes(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    result = suite.run("test_b=0.8,0.81,0.79,0.8,0.8;*=1,1.01,0.99,1,1", "--energy-compare")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_b*1 mJ*800 uJ*-20.0%*0.00397 (5 vs 5)*improved*",
+                                 "compared: 1 improved, 1 unchanged"])
+
+
+def test_large_change_without_significance_does_not_fail(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    # Median +100%, but the windows swing 0.5-2x: 5 vs 5 trials overlap, p = 0.2.
+    result = suite.run("test_a=2,0.5,2,0.5,2;*=1,1.01,0.99,1,1", "--energy-compare")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*test_a*1 mJ*2 mJ*+100.0%*(5 vs 5)*worse, not significant (joules:10%)*",
+        "energy compare passed: no significant regression",
+    ])
+
+
+def test_absolute_threshold_and_report_only(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    below = suite.run(A_PLUS_20, "--energy-compare", "--energy-compare-fail=joules:+0.5mJ")
+    assert below.ret == 0  # +0.2 mJ is under an absolute +0.5 mJ threshold
+    report_only = suite.run(A_PLUS_20, "--energy-compare", "--energy-compare-fail=none")
+    assert report_only.ret == 0
+    report_only.stdout.fnmatch_lines([
+        "*test_a*REGRESSED (joules:10%)*",
+        "energy compare: 1 test(s) regressed (report only, --energy-compare-fail=none)"])
+
+
+def test_missing_baseline_warns_and_passes(suite: Suite) -> None:
+    result = suite.run(STEADY, "--energy-compare")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "pytest-energy: no baseline to compare with: there is no history at *history.sqlite3"
+        " yet; save one with --energy-save=NAME or --energy-autosave on this machine. Passing"
+        " (--energy-compare-strict makes this an error)"])
+    assert not suite.db.exists()  # comparing alone creates nothing
+
+
+def test_missing_baseline_is_an_error_when_strict(suite: Suite) -> None:
+    result = suite.run(STEADY, "--energy-compare", "--energy-compare-strict")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["pytest-energy: no baseline to compare with: *"
+                                 "(--energy-compare-strict makes this an error)"])
+    suite.run(STEADY, "--energy-save=main")
+    unknown = suite.run(STEADY, "--energy-compare=release", "--energy-compare-strict")
+    assert unknown.ret == 3
+    unknown.stdout.fnmatch_lines(["*no run 'release' in *history.sqlite3 (named runs: main)*"])
+
+
+def _move_baseline_to_other_hardware(db: Path, **changes: object) -> None:
+    """Rewrite run #1 as if it had been saved on another machine."""
+    with sqlite3.connect(db) as connection:
+        machine = json.loads(connection.execute("SELECT machine FROM runs").fetchone()[0])
+        machine.update(changes)
+        connection.execute("UPDATE runs SET machine = ?, fingerprint = ?",
+                           (json.dumps(machine), "0123456789abcdef"))
+    connection.close()
+
+
+def test_baseline_from_other_hardware_is_refused_saying_what_differs(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    _move_baseline_to_other_hardware(suite.db, cpu_model="Imaginary CPU 9000", cpu_count=512)
+    named = suite.run(A_PLUS_20, "--energy-compare=main")
+    assert named.ret == 0  # refused, not failed
+    named.stdout.fnmatch_lines([
+        "pytest-energy: comparison refused: baseline #1 'main' was measured on different "
+        "hardware: cpu_model: 'Imaginary CPU 9000' (baseline) vs * (this run); cpu_count: 512 "
+        "(baseline) vs * (this run) (hostname, clocks and temperatures do not count)*"])
+    latest = suite.run(A_PLUS_20, "--energy-compare")
+    latest.stdout.fnmatch_lines(["*no baseline to compare with: no run saved on this machine *"
+                                 "the newest stored run #1 'main' was measured on other "
+                                 "hardware (cpu_model: 'Imaginary CPU 9000'*"])
+    strict = suite.run(A_PLUS_20, "--energy-compare=main", "--energy-compare-strict")
+    assert strict.ret == 3
+
+
+def test_hostname_and_python_do_not_block_a_comparison(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    with sqlite3.connect(suite.db) as connection:
+        machine = json.loads(connection.execute("SELECT machine FROM runs").fetchone()[0])
+        machine.update(node="ci-runner-7f3a", python="3.10.0")
+        connection.execute("UPDATE runs SET machine = ?", (json.dumps(machine),))
+    connection.close()
+    result = suite.run(A_PLUS_20, "--energy-compare")
+    assert result.ret == 1  # compared (and regressed): the hostname is not part of it
+    result.stdout.fnmatch_lines(["note: changed since the baseline: python: '3.10.0' "
+                                 "(baseline) vs * (this run)"])
+    assert "ci-runner-7f3a" not in result.stdout.str()
+
+
+def test_baseline_from_another_meter_is_refused(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    result = suite.run(A_PLUS_20, "--energy-compare", meter="OtherMeter")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "pytest-energy: comparison refused: baseline #1 'main': measured with a different "
+        "meter: seq seq:0 in the baseline, otherseq seq:0 in this run. Passing*"])
+
+
+def test_corrupt_database_is_a_clear_error_and_left_untouched(suite: Suite) -> None:
+    suite.db.parent.mkdir()
+    garbage = b"this is not a database\x00" * 50
+    suite.db.write_bytes(garbage)
+    result = suite.run(STEADY, "--energy-autosave", "--energy-compare")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines([
+        f"pytest-energy: {suite.db}: opening failed: the history database is unreadable (not "
+        "an SQLite database*). The file was left untouched; move it away*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert suite.db.read_bytes() == garbage
+    assert sorted(p.name for p in suite.db.parent.iterdir()) == ["history.sqlite3"]
+
+
+def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    with sqlite3.connect(suite.db) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    before = suite.db.read_bytes()
+    result = suite.run(STEADY, "--energy-save=next")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*history.sqlite3 was written by a newer pytest-energy "
+                                 "(history schema 99; this version reads schema 1 and older)*"])
+    assert suite.db.read_bytes() == before
+
+
+def test_autosave_compares_with_the_previous_run(suite: Suite) -> None:
+    assert suite.run(STEADY, "--energy-autosave").ret == 0
+    result = suite.run(A_PLUS_20, "--energy-autosave", "--energy-compare")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["energy compare: baseline #1 (*", "*saved run #2 (2 tests*"])
+
+
+def test_markdown_report_and_github_step_summary(suite: Suite,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    step_summary = suite.path / "step_summary.md"
+    step_summary.write_text("previous step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    result = suite.run(A_PLUS_20, "--energy-compare", "--energy-markdown=reports/energy.md")
+    assert result.ret == 1
+    text = (suite.path / "reports" / "energy.md").read_text()
+    assert text.startswith("## Energy summary\n")
+    assert "| `test_model.py::test_a` | 1.2 mJ | - |" in text
+    assert "## Energy comparison: FAILED" in text
+    assert "Baseline: run #1 `main`" in text
+    assert ("| `test_model.py::test_a` | joules | 1 mJ | 1.2 mJ | +20.0% | 0.00397 | regressed |"
+            in text)
+    assert "test_b` | joules" not in text  # unchanged tests are counted, not listed
+    assert step_summary.read_text() == "previous step\n" + text + "\n"
+    result.stdout.fnmatch_lines(["energy markdown report: reports*energy.md",
+                                 "energy markdown appended to $GITHUB_STEP_SUMMARY"])
+
+
+def test_json_report_carries_the_compare_results(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    suite.run(A_PLUS_20, "--energy-compare", "--energy-json=report.json")
+    compare = json.loads((suite.path / "report.json").read_text())["compare"]
+    assert compare["status"] == "failed"
+    assert compare["baseline"]["name"] == "main"
+    assert compare["regressions"] == ["test_model.py::test_a"]
+    assert compare["thresholds"] == ["joules:10%"]
+    (metric,) = next(t for t in compare["tests"] if t["nodeid"].endswith("test_a"))["metrics"]
+    assert metric["verdict"] == "regressed"
+    assert metric["change_rel"] == pytest.approx(0.2)
+    assert metric["p_value"] == pytest.approx(1 / 252)
+    assert compare["exit_status"] == 1
+
+
+def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) -> None:
+    suite.run(STEADY, "--junitxml=junit.xml")
+    tree = ET.parse(suite.path / "junit.xml")
+    for case in tree.iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert float(props["energy_joules_per_call"] or "nan") == pytest.approx(1e-3)
+        assert props["energy_meter"] == "seq"
+        assert "energy_latency_ms" in props
+    assert len(list(tree.iter("testcase"))) == 2
+
+
+def test_suggested_budgets_from_history(suite: Suite) -> None:
+    suite.run(STEADY, "--energy-save=main")
+    result = suite.run(STEADY, "--energy-suggest-budgets=budgets.json")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "energy budget suggestions (p95 of per-trial values x 1.2*",
+        '  test_model.py::test_a: @pytest.mark.energy_budget(joules="1.3 mJ")  # joules '
+        "budget 1 J <1% used; 10 trials, 2 run(s)",
+        '  test_model.py::test_b: @pytest.mark.energy_budget(joules="1.3 mJ", latency_ms=*)'
+        "  # unbudgeted; 10 trials, 2 run(s)",
+    ])
+    data = json.loads((suite.path / "budgets.json").read_text())
+    by_test = {s["nodeid"]: s for s in data["suggestions"]}
+    assert by_test["test_model.py::test_a"]["joules"] == pytest.approx(1.3e-3)
+    assert by_test["test_model.py::test_a"]["latency_ms"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--energy-compare", "--energy-compare-fail=jouls:10%"], {},
+         "*--energy-compare-fail='jouls:10%' is not valid: unknown metric 'jouls' (did you "
+         "mean 'joules'?)*"),
+        (["--energy-save=../main"], {},
+         "*--energy-save='../main' is not valid: a run name uses only letters, digits*"),
+        (["--energy-compare"], {"PYTEST_ENERGY_COMPARE_FAIL": "joules:ten%"},
+         "*environment variable PYTEST_ENERGY_COMPARE_FAIL: compare_fail='joules:ten%' is not "
+         "valid*"),
+        (["--energy-compare-fail=joules:5%"], {},
+         "*--energy-compare-fail has no effect without --energy-compare*"),
+        (["--energy-compare", "test_model.py"], {},
+         "*--energy-compare='test_model.py' looks like a test path, not a stored run: write "
+         "--energy-compare=NAME (with '=')*"),
+        (["-o", "energy_compare=main", "-o", "energy_compare_alpha=0"], {},
+         "*ini option energy_compare_alpha: compare_alpha='0' is not valid: expected a "
+         "significance level in (0, 0.5]*"),
+    ],
+)
+def test_bad_gate_options_are_usage_errors(suite: Suite, monkeypatch: pytest.MonkeyPatch,
+                                           args: list[str], env: dict[str, str],
+                                           expected: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = suite.run(STEADY, *args)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([expected])
+
+
+def test_ini_options_are_resolved_from_the_rootdir(suite: Suite) -> None:
+    suite.pytester.makeini("[pytest]\nenergy_storage = history/energy\nenergy_autosave = true\n")
+    sub = suite.path / "sub"
+    sub.mkdir()
+    suite.pytester.chdir()
+    assert suite.run(STEADY).ret == 0
+    assert (suite.path / "history" / "energy" / "history.sqlite3").is_file()
+
+
+def test_xdist_controller_compares_a_serial_baseline(suite: Suite) -> None:
+    pytest.importorskip("xdist")
+    suite.run(STEADY, "--energy-save=main")
+    result = suite.run(A_PLUS_20, "-n", "2", "--energy-compare", "--energy-save=pr")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*test_a*REGRESSED (joules:10%)*",
+                                 "*saved run #2 'pr' (2 tests*"])
+
+
+# ----- the gate object on its own (what the plugin calls) ------------------------------------
+
+
+def _entry(nodeid: str, per_call: list[float]) -> dict[str, object]:
+    return {"nodeid": nodeid, "outcome": "passed", "joules_per_call": sorted(per_call)[2],
+            "meter": "seq", "domains": ["seq:0"], "estimated": False,
+            "trials": [{"calls": 1, "window_s": 0.001, "joules": {"seq:0": v}}
+                       for v in per_call]}
+
+
+MACHINE = {"system": "Linux", "machine": "x86_64", "cpu_model": "Test CPU", "cpu_count": 4,
+           "node": "host"}
+
+
+def test_gate_finish_never_raises(tmp_path: Path) -> None:
+    from pytest_energy.gate import RegressionGate
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the history directory should be")
+    gate = RegressionGate(storage_dir=blocker / "energy", autosave=True, compare="latest",
+                          markdown=str(blocker / "out.md"), environ={})
+    result = gate.finish([_entry("t::a", [1, 1, 1, 1, 1])], {}, MACHINE)
+    assert gate.exit_status() == 3
+    assert result["status"] == "error"
+    assert any("cannot create the history directory" in m for m in result["messages"])
+    assert any("could not write the markdown report" in m for m in result["messages"])
+    assert json.dumps(result)
+    weird = RegressionGate(storage_dir=tmp_path / "e", autosave=True, environ={})
+    outcome = weird.finish([{"no": "nodeid"}], {"used": "not a dict"}, {})
+    assert weird.exit_status() in (None, 3)
+    assert isinstance(outcome["messages"], list)
+    assert all(isinstance(line, str) for line in weird.summary_lines())
+
+
+def test_gate_compares_before_saving(tmp_path: Path) -> None:
+    from pytest_energy.gate import RegressionGate
+
+    first = RegressionGate(storage_dir=tmp_path, autosave=True, compare="latest", environ={})
+    first.finish([_entry("t::a", [1, 1.01, 0.99, 1, 1])], {}, MACHINE)
+    assert first.result["status"] == "no baseline"  # never compared with itself
+    assert first.exit_status() is None
+    second = RegressionGate(storage_dir=tmp_path, autosave=True, compare="latest", environ={})
+    second.finish([_entry("t::a", [1.2, 1.21, 1.19, 1.2, 1.2])], {}, MACHINE)
+    assert second.result["status"] == "failed" and second.exit_status() == 1
+    assert second.result["baseline"]["id"] == 1 and second.result["saved"]["id"] == 2
+
+
+def test_help_lists_the_gate_options(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--energy-compare=*RUN*", "*--energy-compare-fail=*",
+                                 "*joules:10%,latency_ms:15%*", "*energy_storage (string):*"])
