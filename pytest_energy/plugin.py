@@ -203,10 +203,16 @@ class EnergySession:
             for line in meter_lines(self.meters_described()):
                 terminalreporter.write_line(line)
             encoding = getattr(getattr(terminalreporter, "_tw", None), "encoding", None)
-            from pytest_energy.rightsizing import render_carbon, render_rightsizing, summary_lines
+            from pytest_energy.rightsizing import (
+                render_carbon,
+                render_rightsizing,
+                summary_columns,
+                summary_lines,
+            )
 
             tables, carbon, found = self.rightsize()
-            for line in render_summary(entries, encoding).splitlines():
+            extra = summary_columns(entries, None)  # carbon/cost get their own table below
+            for line in render_summary(entries, encoding, extra).splitlines():
                 terminalreporter.write_line(line)
             # carbon=None: the whole-run total is printed under the carbon table below.
             for line in summary_lines(entries, None, self.rightsizing):

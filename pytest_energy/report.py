@@ -115,9 +115,6 @@ def summary_notes(entries: list[dict[str, Any]]) -> list[str]:
         if not any(longer.startswith(note) for longer in kept):
             kept.append(note)
     notes.extend(f"meter: {note}" for note in kept)
-    if any(e.get("rating") is not None for e in entries):
-        notes.append("rating: stars by budget use, five equal intervals of [0, joules budget]"
-                     " (<=20% = 5 stars); unrated without a joules budget")
     for entry in entries:
         problem = entry.get("problem")
         if problem:
@@ -146,15 +143,26 @@ def plain_table(headers: list[str], rows: list[list[str]]) -> str:
                       *(line(r) for r in rows)])
 
 
-def render_summary(entries: list[dict[str, Any]], encoding: str | None = None) -> str:
+RATING_COLUMN = SUMMARY_HEADERS.index("rating") + 1
+
+
+def render_summary(entries: list[dict[str, Any]], encoding: str | None = None,
+                   extra: tuple[list[str], list[list[str]]] | None = None) -> str:
+    """The summary table and its notes. ``extra`` = (headers, one row of cells per entry)
+    inserted after the rating column (per 1k items, rated by, carbon, cost)."""
     rows = summary_rows(entries, encoding)
+    headers = list(SUMMARY_HEADERS)
+    if extra is not None:
+        extra_headers, extra_rows = extra
+        headers[RATING_COLUMN:RATING_COLUMN] = extra_headers
+        for row, cells in zip(rows, extra_rows, strict=True):
+            row[RATING_COLUMN:RATING_COLUMN] = cells
     if len(rows) > TABULATE_MAX_ROWS:
-        table = plain_table(SUMMARY_HEADERS, rows)
+        table = plain_table(headers, rows)
     else:
         from tabulate import tabulate  # imported only when there is something to print
 
-        table = tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="simple",
-                         disable_numparse=True)
+        table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     notes = summary_notes(entries)
     return table + ("\n" + "\n".join(notes) if notes else "")
 

@@ -26,3 +26,11 @@ def test_quickstart_has_exactly_two_command_lines() -> None:
     lines = [line for line in block.splitlines() if line.strip()]
     assert len(lines) == 2
     assert "pytest examples" in lines[0] and lines[1].endswith("pytest")
+
+
+def test_gate_and_rightsizing_options_are_documented() -> None:
+    from pytest_energy.gate import GATE_SETTINGS
+    from pytest_energy.rightsizing_options import RIGHTSIZING_SETTINGS
+
+    missing = [s.cli for s in (*GATE_SETTINGS, *RIGHTSIZING_SETTINGS) if s.cli not in README]
+    assert not missing, f"README lacks: {missing}"
