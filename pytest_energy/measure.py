@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -36,6 +37,12 @@ IDLE_UPDATES = 10
 IDLE_MIN_S, IDLE_MAX_S = 0.05, 1.0
 
 
+# Counter step period of each meter, timed once per session (the plan needs it to ~0.1%).
+_STEP_PERIOD: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+ALIGNED_MIN_PERIOD_S = 0.005
+PERIOD_INTERVALS = 5
+
+
 COARSE_WARNING = "coarse windows:"
 # No single domain (a GPU board, a CPU package) draws this much; an 8-GPU node is ~10 kW.
 MAX_PLAUSIBLE_WATTS = 100_000.0
@@ -48,7 +55,9 @@ class Measurer:
     def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
                  clock: Callable[[], int] = time.perf_counter_ns,
                  isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
-                 sync: Callable[[], Any] | None = None, idle_baseline: bool = False) -> None:
+                 sync: Callable[[], Any] | None = None, idle_baseline: bool = False,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None) -> None:
         self.meter = meter
         self._guard = guard_for(meter, read_timeout_s)
         # Optional meter attribute; None disables the check (simulated meters).
@@ -63,6 +72,12 @@ class Measurer:
         self._sync: Callable[[], Any] | None = (
             None if not syncs else syncs[0] if len(syncs) == 1 else _both(*syncs))
         self._idle_baseline = idle_baseline and not meter.estimated
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # Counters that step at a coarse period (NVML's total energy) get the
+        # phase-aligned plan; meters opt in with ``stepped_counter = True``.
+        self._aligned = bool(getattr(meter, "stepped_counter", False)) and (
+            meter.update_period_s >= ALIGNED_MIN_PERIOD_S)
 
     def new_result(self, items_per_call: float | None = None) -> EnergyResult:
         return EnergyResult(
@@ -163,6 +178,13 @@ class Measurer:
 
     def _add_trial(self, result: EnergyResult, trial: Trial) -> None:
         result.trials.append(trial)
+        if trial.counted_steps is not None:  # phase-aligned: short windows by design
+            if trial.counted_steps > 0 and trial.total_joules <= 0 and (
+                    result.invalid_reason is None):
+                result.invalid_reason = (
+                    f"meter {self.meter.name!r} stepped {trial.counted_steps} time(s) "
+                    "during a window but reported no energy")
+            return
         if trial.total_joules <= 0 and result.invalid_reason is None:
             result.invalid_reason = (
                 f"meter {self.meter.name!r} saw no energy over a {trial.window_s * 1e3:.3g} ms "
@@ -248,6 +270,10 @@ class Measurer:
             value = fn()
             self._synced()
             result.warmup_calls += 1
+        if rounds is None and self._aligned:
+            aligned = self._run_aligned(fn, max_time_s=max_time_s, result=result)
+            if aligned is not None:
+                return aligned[0]
         if rounds is not None:
             for calls in make_plan(warmup=warmup, rounds=rounds, trials=trials).calls_per_trial:
                 value = self._window(fn, calls, result)
@@ -259,6 +285,92 @@ class Measurer:
         for _ in range(remaining_trials(first.window_s, trials=trials, max_time_s=max_time_s)):
             value = self._window(fn, first.calls, result)
         return value
+
+    # ----- the phase-aligned plan (coarse stepped counters, e.g. NVML) -----------------
+    def _seconds(self) -> float:
+        return self._clock() / 1e9
+
+    def _first_domain(self) -> Callable[[], float]:
+        domain = self.meter.domains()[0]
+        return lambda: self.read()[domain]
+
+    def step_period(self) -> float | None:
+        """The counter's real step period, timed over 5 steps once per meter."""
+        from pytest_energy.antialias import measure_grid
+
+        known = _STEP_PERIOD.get(self.meter)
+        if known is not None:
+            return known
+        grid = measure_grid(self._first_domain(), self._seconds, intervals=PERIOD_INTERVALS,
+                            timeout_s=3 * self.meter.update_period_s)
+        if grid is None or not grid.period_s > 0:
+            return None
+        with contextlib.suppress(TypeError):
+            _STEP_PERIOD[self.meter] = grid.period_s
+        return grid.period_s
+
+    def _run_aligned(self, fn: Callable[[], Any], *, max_time_s: float,
+                     result: EnergyResult) -> tuple[Any] | None:
+        """Windows that start and end right after counter steps, at stratified phases
+        of the calls (see :mod:`pytest_energy.antialias`); ``None`` when the counter's
+        steps cannot be found (then the ordinary plan runs)."""
+        from pytest_energy.antialias import block_end, choose_plan, measure_grid, next_block
+
+        clock, sync = self._seconds, self._sync
+        start = self._clock()
+        value = fn()  # one timed call sizes the plan (counted as warm-up)
+        self._synced()
+        result.warmup_calls += 1
+        call_s = max((self._clock() - start) / 1e9, 1e-6)
+        period = self.step_period()
+        grid = None if period is None else measure_grid(
+            self._first_domain(), clock, period_s=period, timeout_s=3 * period)
+        if period is None or grid is None:
+            result.warnings.append(
+                f"the {self.meter.name} counter did not step within "
+                f"{3 * self.meter.update_period_s:.3g} s: measured with plain windows")
+            return None
+        plan = choose_plan(period, call_s, budget_s=max_time_s, shift=self._rng.random())
+        result.plan, result.step_period_s = "phase-aligned", period
+        begin = clock()
+        estimate = call_s
+        for index in range(plan.blocks):
+            placed = next_block(plan, grid, clock(), index, estimate)
+            if index > 0 and placed.finish_s > begin + max_time_s:
+                break
+            pause = placed.start_s - clock()
+            if pause > 0:
+                self._sleep(pause)
+            while clock() < placed.reference_s:  # lead-in: puts the window at its phase
+                value = fn()
+                if sync is not None:
+                    sync()
+                result.lead_in_calls += 1
+            t_ref = clock()
+            before = self.read()
+            end, minimum = block_end(plan, grid, t_ref)
+            latencies: list[int] = []
+            while True:
+                call_start = self._clock()
+                value = fn()
+                if sync is not None:
+                    sync()
+                call_end = self._clock()
+                latencies.append(call_end - call_start)
+                if call_end / 1e9 >= end and len(latencies) >= minimum:
+                    break
+            t_end = clock()
+            after = self.read()
+            self._add_trial(result, Trial(
+                calls=len(latencies), window_s=t_end - t_ref,
+                joules=self._deltas(before, after, t_end - t_ref), latencies_ns=latencies,
+                counted_steps=grid.steps_between(t_ref, t_end)))
+            estimate = sum(latencies) / len(latencies) / 1e9
+        if not any(t.counted_steps for t in result.trials):
+            result.invalid_reason = (
+                f"no window spanned a step of the {period * 1e3:.3g} ms {self.meter.name} "
+                "counter: raise max_time")
+        return (value,)
 
     @contextmanager
     def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:

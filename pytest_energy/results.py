@@ -35,6 +35,7 @@ class Trial:
     joules: dict[str, float]  # energy per domain over the whole window
     latencies_ns: list[int] = field(default_factory=list)
     items: float | None = None  # items processed in the whole window, when known
+    counted_steps: int | None = None  # counter steps inside the window (aligned plan)
 
     @property
     def total_joules(self) -> float:
@@ -62,6 +63,11 @@ class EnergyResult:
     meter_note: str | None = None  # e.g. why auto fell back to estimates
     lock_wait_s: float = 0.0  # time spent waiting for another process's measurement
     conditions: list[str] = field(default_factory=list)  # "contaminated: ...", "shared: ..."
+    # "windows": median over trials of window energy / calls. "phase-aligned": windows
+    # aligned to counter steps at stratified phases, pooled (see pytest_energy.antialias).
+    plan: str = "windows"
+    step_period_s: float | None = None  # measured counter step period (aligned plan)
+    lead_in_calls: int = 0  # unmeasured calls that put windows at their phase
     idle_watts: dict[str, float] | None = None  # per domain, when an idle baseline was taken
 
     # ----- counts -----------------------------------------------------------------
@@ -72,23 +78,55 @@ class EnergyResult:
 
     @property
     def total_calls(self) -> int:
-        """Every call of the measured code, warm-up included."""
-        return self.calls + self.warmup_calls
+        """Every call of the measured code, warm-up and lead-ins included."""
+        return self.calls + self.warmup_calls + self.lead_in_calls
 
     @property
     def valid(self) -> bool:
+        if self.plan == "phase-aligned" and not self._aligned_trials():
+            return False
         return self.invalid_reason is None and bool(self.trials)
 
     # ----- energy -----------------------------------------------------------------
     def _per_call(self) -> list[float]:
+        if self.plan == "phase-aligned":
+            return [self._pooled([t]) for t in self._aligned_trials()]
         return [t.joules_per_call for t in self.trials if t.calls > 0]
+
+    def _aligned_trials(self) -> list[Trial]:
+        return [t for t in self.trials if t.calls > 0 and t.counted_steps]
+
+    def _pooled(self, trials: list[Trial]) -> float:
+        """Phase-aligned estimate: the calls' mean power over every counted step (each
+        sensor sample weighs the same) times the mean call duration."""
+        assert self.step_period_s is not None
+        steps = sum(t.counted_steps or 0 for t in trials)
+        busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
+        calls = sum(t.calls for t in trials)
+        return sum(t.total_joules for t in trials) / (steps * self.step_period_s) * busy / calls
 
     @property
     def joules_per_call(self) -> float | None:
-        """Median over trials of window energy / calls in the window."""
+        """Median over trials of window energy / calls in the window; for the
+        phase-aligned plan, the pooled estimate over all windows (a median of aliased
+        windows would not cancel the aliasing)."""
         if not self.valid:
             return None
+        if self.plan == "phase-aligned":
+            return self._pooled(self._aligned_trials())
         return statistics.median(self._per_call())
+
+    @property
+    def aligned_halves_disagreement(self) -> float | None:
+        """Relative difference of the pooled estimates over even- and odd-numbered
+        windows: the accuracy check of the phase-aligned plan (its windows differ by
+        design, so their CV says nothing)."""
+        trials = self._aligned_trials()
+        if self.plan != "phase-aligned" or len(trials) < 4:
+            return None
+        even, odd = self._pooled(trials[0::2]), self._pooled(trials[1::2])
+        mean = (even + odd) / 2
+        return abs(even - odd) / mean if mean > 0 else None
 
     @property
     def joules_per_item(self) -> float | None:
@@ -113,9 +151,12 @@ class EnergyResult:
         """
         if not self.valid or self.idle_watts is None:
             return None
-        idle = sum(self.idle_watts.get(d, 0.0) for d in self.domains)
-        return statistics.median(
-            (t.total_joules - idle * t.window_s) / t.calls for t in self.trials if t.calls)
+        if self.plan == "phase-aligned":
+            trials = self._aligned_trials()
+            busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
+            idle = sum(self.idle_watts.get(d, 0.0) for d in self.domains)
+            return (self.joules_per_call or 0.0) - idle * busy / sum(t.calls for t in trials)
+        return statistics.median(self.trial_estimates(dynamic=True))
 
     @property
     def contaminated(self) -> bool:
@@ -129,15 +170,41 @@ class EnergyResult:
         values = self._per_call()
         mean = statistics.fmean(values)
         cv = statistics.stdev(values) / mean if len(values) > 1 and mean > 0 else 0.0
+        if self.plan == "phase-aligned":  # windows differ by design: judge the halves
+            cv = self.aligned_halves_disagreement or 0.0
         return {"min": min(values), "max": max(values), "cv": cv}
 
     def joules_per_call_by_domain(self) -> dict[str, float] | None:
         if not self.valid:
             return None
+        if self.plan == "phase-aligned":  # the pooled estimate, split by energy share
+            total = self.joules_per_call or 0.0
+            trials = self._aligned_trials()
+            energy = sum(t.total_joules for t in trials)
+            return {d: total * sum(t.joules.get(d, 0.0) for t in trials) / energy
+                    if energy > 0 else 0.0 for d in self.domains}
         return {
             domain: statistics.median(t.joules.get(domain, 0.0) / t.calls for t in self.trials)
             for domain in self.domains
         }
+
+    def _idle_per_call(self, trial: Trial) -> float:
+        """Idle energy attributable to one call of ``trial`` (0 without a baseline)."""
+        idle = sum((self.idle_watts or {}).get(d, 0.0) for d in self.domains)
+        if self.plan == "phase-aligned":  # the estimate covers the calls' busy time only
+            return idle * sum(trial.latencies_ns) / 1e9 / trial.calls
+        return idle * trial.window_s / trial.calls
+
+    def trial_estimates(self, dynamic: bool = False) -> list[float]:
+        """Per-call energy of each trial (gross, or above idle with ``dynamic``)."""
+        if not self.valid:
+            return []
+        trials = self._aligned_trials() if self.plan == "phase-aligned" else [
+            t for t in self.trials if t.calls > 0]
+        values = self._per_call()
+        if dynamic:
+            values = [v - self._idle_per_call(t) for v, t in zip(values, trials, strict=True)]
+        return values
 
     @property
     def watts(self) -> float | None:
@@ -194,6 +261,9 @@ class EnergyResult:
             "update_period_s": self.update_period_s,
             "meter_note": self.meter_note,
             "lock_wait_s": self.lock_wait_s,
+            "plan": self.plan,
+            "step_period_s": self.step_period_s,
+            "lead_in_calls": self.lead_in_calls,
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
             "warnings": list(self.warnings),

@@ -132,9 +132,7 @@ def check_budgets(result: EnergyResult, config: ItemConfig, *,
     checker = _Checker(result, config)
     dynamic = " (dynamic)" if config.dynamic else ""
     per_call = result.dynamic_joules_per_call if config.dynamic else result.joules_per_call
-    idle = (sum((result.idle_watts or {}).values()) if config.dynamic else 0.0)
-    trials_per_call = [(t.total_joules - idle * t.window_s) / t.calls
-                       for t in result.trials if t.calls] if result.valid else []
+    trials_per_call = result.trial_estimates(dynamic=config.dynamic)
     joules_use = item_use = latency_use = None
     if config.joules is not None:
         joules_use = checker.energy(f"call{dynamic}", per_call, config.joules, trials_per_call)

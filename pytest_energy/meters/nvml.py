@@ -388,6 +388,13 @@ class NvmlMeter:
     sample_period_s: float | None = None
     """The power sampling period of a sampled meter; ``None`` otherwise."""
 
+    @property
+    def stepped_counter(self) -> bool:
+        """The energy counter steps at a coarse period fed by a part-time sensor: the
+        measuring code then aligns windows to its steps (pytest_energy.antialias). A
+        sampled meter integrates fresh samples at every read and has no steps."""
+        return not self.sampled
+
     def __init__(self, device: str = "cuda", *, sample_power: bool = False) -> None:
         match = _DEVICE_SPEC.fullmatch(device.strip())
         if match is None:

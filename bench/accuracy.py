@@ -1,0 +1,314 @@
+"""Per-call energy error of measuring plans against part-time power sensors (simulated).
+
+Run: ``python bench/accuracy.py [--devices N] [--budget S] [--quick]``.
+
+For each simulated sensor (``bench/sensor_sim.py``: A100/H100-like 25 ms of every
+100 ms, Volta-like 10 of 20 ms, Turing-like 100 of 100 ms), workload (``pulsed``: 10 ms
+at 400 W + 40 ms at 60 W per 50 ms, one scaled pulse for calls under 50 ms; ``const``:
+400 W throughout) and call duration, N devices with random sensor phases run each plan
+after one warm-up call; the error is estimated / true energy of one call - 1. Plans:
+
+* ``naive``  one window of ~1 s (reads before and after), energy / calls.
+* ``today``  the plugin's current auto plan: 5 windows within 1 s, median per window.
+* ``random`` blocks of back-to-back calls, each after a uniform random pause in
+  [0, period), energy / calls pooled over the blocks.
+* ``strat``  the same, the pauses chosen (host clock) so that the blocks start at
+  stratified phases of the period; pooled.
+* ``aligned`` ``pytest_energy.antialias`` with an unknown sensor window: counter grid
+  found by polling, reads just after steps, stratified phases, power per counted step.
+  The recommended default.
+* ``aligned+W`` the same, told the sensor's averaging window (25/10/100 ms).
+
+The aligned plans use a counter period timed by polling over 5 steps once per device
+and session (not counted in the measuring time); ``--period-intervals 0
+--period-error 0.005`` tells them a period 0.5% off instead (they need it within ~0.1%).
+The simulated calls last exactly their nominal duration, a divisor or multiple of the
+counter periods: the worst case for aliasing. Real calls jitter, which dithers the
+phases by itself.
+
+Columns: median and p95 of |error| over the devices, and the median measuring time
+(warm-up excluded; grid polling, pauses and lead-ins included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sensor_sim import SENSORS, CallProfile, Sensor, SensorSim, constant_call, pulsed_call
+
+from pytest_energy import antialias as aa
+from pytest_energy.plan import remaining_trials, window_target_s
+
+Array = np.ndarray
+
+CALL_MS = (0.1, 1, 10, 50, 100, 300, 1000)
+WORKLOADS: dict[str, Callable[[float], CallProfile]] = {
+    "pulsed": pulsed_call,
+    "const": constant_call,
+}
+TARGET_MEDIAN, TARGET_P95 = 0.03, 0.05
+
+
+def _blocks_unaligned(sim: SensorSim, budget_s: float, call_s: Array) -> tuple[int, Array]:
+    """(blocks, calls per block) for the random / stratified plans: blocks of >= 2
+    periods of calls plus a pause of half a period on average, within the budget."""
+    period, call = sim.sensor.period_s, float(np.median(call_s))
+    blocks = max(1, int(budget_s // (2.5 * period)))
+    while blocks > 1 and blocks * (max(1, round((budget_s / blocks - 0.5 * period) / call))
+                                   * call + 0.5 * period) > budget_s:
+        blocks -= 1
+    calls = np.maximum(1, np.round((budget_s / blocks - 0.5 * period) / call_s))
+    return blocks, calls.astype(np.int64)
+
+
+def plan_naive(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+               call_s: Array) -> Array:
+    calls = np.maximum(1, np.round(1.0 / call_s)).astype(np.int64)
+    before = sim.read_counter_j()
+    sim.run_calls(calls)
+    return (sim.read_counter_j() - before) / calls
+
+
+def plan_today(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+               call_s: Array) -> Array:
+    """pytest_energy.measure.Measurer._run with rounds=None, trials=5, max_time=1 s."""
+    target = window_target_s(sim.sensor.period_s, trials=5, max_time_s=1.0)
+    start = sim.now()
+    before = sim.read_counter_j()
+    calls = sim.run_calls_until(start + target, minimum=1)
+    window = sim.now() - start
+    per_call = [(sim.read_counter_j() - before) / calls]
+    more = [remaining_trials(float(w), trials=5, max_time_s=1.0) for w in window]
+    for k in range(max(more)):
+        active = np.array(more) > k
+        before = sim.read_counter_j()
+        sim.run_calls(np.where(active, calls, 0))
+        per_call.append(np.where(active, (sim.read_counter_j() - before) / calls, np.nan))
+    return np.nanmedian(np.stack(per_call), axis=0)
+
+
+def _pooled_blocks(sim: SensorSim, pauses: Callable[[int, Array], Array], blocks: int,
+                   calls: Array) -> Array:
+    joules = np.zeros(sim.devices)
+    for i in range(blocks):
+        sim.sleep(pauses(i, sim.now()))
+        before = sim.read_counter_j()
+        sim.run_calls(calls)
+        joules += sim.read_counter_j() - before
+    return joules / (blocks * calls)
+
+
+def plan_random(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+                call_s: Array) -> Array:
+    blocks, calls = _blocks_unaligned(sim, budget_s, call_s)
+    period = sim.sensor.period_s
+    return _pooled_blocks(sim, lambda i, now: rng.uniform(0, period, sim.devices),
+                          blocks, calls)
+
+
+def plan_strat(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+               call_s: Array) -> Array:
+    blocks, calls = _blocks_unaligned(sim, budget_s, call_s)
+    period = sim.sensor.period_s
+    shifts = rng.uniform(0, 1, sim.devices)
+    offsets = np.array([aa.phase_offsets(blocks, period, shift=s) for s in shifts])
+    origin = sim.now()
+
+    def pause(i: int, now: Array) -> Array:
+        # the block starts when (start - origin) % period == offset_i: phases spread over
+        # the period on the host clock, without knowing where the counter steps are
+        return (offsets[:, i] - (now - origin)) % period
+
+    return _pooled_blocks(sim, pause, blocks, calls)
+
+
+def _plan_aligned(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+                  call_s: Array, window_known: bool) -> Array:
+    """The loop a measuring plugin runs with pytest_energy.antialias (see its doc)."""
+    periods, call = SETTINGS.period_estimate, sim.call.duration_s
+    start_time = sim.now()
+    last_end = start_time.copy()
+    deadline = start_time + budget_s
+    _, seen = sim.wait_for_step()  # == antialias.measure_grid(read, clock, period_s=...)
+    grids = [aa.StepGrid(float(t), float(p)) for t, p in zip(seen, periods, strict=True)]
+    window = sim.sensor.window_s if window_known else None
+    plans = [aa.choose_plan(float(p), float(c), budget_s=budget_s, sensor_window_s=window,
+                            shift=float(s), sequence=SETTINGS.sequence)
+             for p, c, s in zip(periods, call_s, rng.uniform(0, 1, sim.devices), strict=True)]
+    readings: list[list[aa.BlockReading]] = [[] for _ in range(sim.devices)]
+    active = np.ones(sim.devices, dtype=bool)
+    measured = call_s.copy()  # latest call duration, as the loop times the calls
+    for i in range(max(p.blocks for p in plans)):
+        now = sim.now()
+        starts, refs = now.copy(), now.copy()
+        for d, (plan, grid) in enumerate(zip(plans, grids, strict=True)):
+            if i >= plan.blocks:
+                active[d] = False  # this device's plan is done (all devices in lockstep)
+            if not active[d]:
+                continue
+            start, ref, finish = aa.next_block(plan, grid, float(now[d]), i,
+                                               float(measured[d]))
+            if i > 0 and finish > deadline[d]:
+                active[d] = False  # the next block would not fit the budget
+                continue
+            starts[d], refs[d] = start, ref
+        sim.sleep_until(np.where(active, starts, now))
+        sim.run_calls_until(np.where(active, refs, sim.now()))
+        t_ref = sim.now()
+        before = sim.read_counter_j()
+        ends = t_ref.copy()
+        mins = np.zeros(sim.devices, dtype=np.int64)
+        for d, (plan, grid) in enumerate(zip(plans, grids, strict=True)):
+            if active[d]:
+                ends[d], mins[d] = aa.block_end(plan, grid, float(t_ref[d]))
+        calls = sim.run_calls_until(np.where(active, ends, sim.now()), minimum=mins)
+        t_end = sim.now()
+        after = sim.read_counter_j()
+        busy = calls * call  # the sum of the timed latencies of those calls
+        for d in np.flatnonzero(active):
+            readings[d].append(aa.BlockReading(float(after[d] - before[d]), float(t_ref[d]),
+                                               float(t_end[d]), int(calls[d]),
+                                               float(busy[d])))
+        measured = np.where(active & (calls > 0), busy / np.maximum(calls, 1), measured)
+        last_end[active] = sim.now()[active]
+    result = [aa.per_call_energy(r, g) for r, g in zip(readings, grids, strict=True)]
+    sim.ended_at = last_end  # the inactive devices only did (ignored) reads
+    return np.array([np.nan if e is None else e for e in result])
+
+
+def plan_aligned(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+                 call_s: Array) -> Array:
+    return _plan_aligned(sim, rng, budget_s, call_s, window_known=False)
+
+
+def plan_aligned_w(sim: SensorSim, rng: np.random.Generator, budget_s: float,
+                   call_s: Array) -> Array:
+    return _plan_aligned(sim, rng, budget_s, call_s, window_known=True)
+
+
+@dataclass
+class Settings:
+    sequence: aa.Sequence_ = "stratified"  # phase sequence of the aligned plans
+    period_intervals: int = 5  # 0: the aligned plans are told the period, off by ...
+    period_error: float = 0.0
+    period_estimate: Array = field(default_factory=lambda: np.zeros(0))  # per device
+
+
+SETTINGS = Settings()
+PlanFn = Callable[[SensorSim, np.random.Generator, float, Array], Array]
+PLANS: dict[str, PlanFn] = {
+    "naive": plan_naive,
+    "today": plan_today,
+    "random": plan_random,
+    "strat": plan_strat,
+    "aligned": plan_aligned,
+    "aligned+W": plan_aligned_w,
+}
+
+
+def run_cell(sensor: Sensor, call: CallProfile, plan: str, devices: int, seed: int,
+             budget_s: float, call_error: float = 0.05) -> tuple[Array, Array]:
+    """Errors and measuring times (s) of ``plan`` over ``devices`` random phases.
+
+    The plans know the call duration only as the warm-up call measured it: within
+    +-``call_error`` (uniform), so windows sized in calls are not exact multiples of
+    the counter period."""
+    sim = SensorSim(sensor, call, devices=devices, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    call_s = call.duration_s * (1 + rng.uniform(-call_error, call_error, devices))
+    if plan.startswith("aligned"):
+        # once per device and session (not counted): the counter period, timed over
+        # SETTINGS.period_intervals steps by polling (antialias.measure_grid)
+        _, first = sim.wait_for_step()
+        last = first
+        for _ in range(SETTINGS.period_intervals):
+            _, last = sim.wait_for_step()
+        if SETTINGS.period_intervals > 0:
+            SETTINGS.period_estimate = (last - first) / SETTINGS.period_intervals
+        else:
+            SETTINGS.period_estimate = np.full(
+                devices, sensor.period_s * (1 + SETTINGS.period_error))
+    sim.run_call()  # warm-up (the plugin's default), not part of the measuring time
+    start = sim.now()
+    sim.ended_at = None
+    estimate = PLANS[plan](sim, rng, budget_s, call_s)
+    end = sim.ended_at if sim.ended_at is not None else sim.now()
+    return estimate / call.energy_j - 1.0, end - start
+
+
+def _fmt_err(values: Array) -> str:
+    return f"{100 * values:.1f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=200, help="device phases per cell")
+    parser.add_argument("--budget", type=float, default=2.0, help="measuring time per test (s)")
+    parser.add_argument("--quick", action="store_true", help="40 devices per cell")
+    parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated subset")
+    parser.add_argument("--sensors", default=",".join(SENSORS), help="comma-separated subset")
+    parser.add_argument("--sequence", default="stratified",
+                        choices=["stratified", "golden", "vdc"], help="phase sequence")
+    parser.add_argument("--call-error", type=float, default=0.05,
+                        help="warm-up estimate error of the call duration (uniform +-)")
+    parser.add_argument("--period-intervals", type=int, default=5,
+                        help="aligned plans time the counter period over this many steps "
+                        "once per session (0: they are told it, off by --period-error)")
+    parser.add_argument("--period-error", type=float, default=0.0,
+                        help="relative error of the told period with --period-intervals 0")
+    args = parser.parse_args(argv)
+    SETTINGS.sequence = args.sequence
+    SETTINGS.period_intervals, SETTINGS.period_error = args.period_intervals, args.period_error
+    devices = 40 if args.quick else args.devices
+    plans = args.plans.split(",")
+    began = time.perf_counter()
+    rows = []
+    misses = []
+    for s_index, key in enumerate(args.sensors.split(",")):
+        sensor = SENSORS[key]
+        for w_index, (wname, make) in enumerate(WORKLOADS.items()):
+            for c_index, call_ms in enumerate(CALL_MS):
+                call = make(call_ms / 1e3)
+                row: list[str] = [sensor.name.split(" ")[0], wname, f"{call_ms:g}"]
+                for plan in plans:
+                    seed = 1000 * s_index + 100 * w_index + c_index
+                    err, took = run_cell(sensor, call, plan, devices, seed, args.budget,
+                                         args.call_error)
+                    abs_err = np.abs(err)
+                    med = float(np.median(abs_err))
+                    p95 = float(np.percentile(abs_err, 95))
+                    row.append(f"{_fmt_err(med)} / {_fmt_err(p95)} / "
+                               f"{statistics.median(took.tolist()):.2f}s")
+                    if plan == "aligned" and (med > TARGET_MEDIAN or p95 > TARGET_P95
+                                              or float(np.max(took)) > args.budget + 1e-9):
+                        misses.append(f"{sensor.name} {wname} {call_ms:g} ms: median "
+                                      f"{_fmt_err(med)}, p95 {_fmt_err(p95)}, max time "
+                                      f"{float(np.max(took)):.2f} s")
+                rows.append(row)
+    headers = ["sensor", "workload", "call ms", *[f"{p}\nmed / p95 / time" for p in plans]]
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    print(f"\n|error| of the energy of one call over {devices} random sensor phases per cell; "
+          f"budget {args.budget:g} s; targets for 'aligned': median <= 3%, p95 <= 5%, "
+          f"time <= budget.")
+    if "aligned" in plans:
+        print("aligned misses the targets in:" if misses else "aligned meets the targets "
+              "in every cell.")
+        for line in misses:
+            print("  " + line)
+    print(f"({time.perf_counter() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

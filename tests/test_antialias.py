@@ -1,0 +1,254 @@
+"""The pure planning functions of pytest_energy.antialias."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_energy import antialias as aa
+
+
+def _circular_gaps(points: list[float], span: float) -> list[float]:
+    ordered = sorted(points)
+    return [b - a for a, b in itertools.pairwise(ordered)] + [span - ordered[-1] + ordered[0]]
+
+
+# ----- offsets -------------------------------------------------------------------------
+def test_van_der_corput_base_2_and_3():
+    assert [aa.van_der_corput(i) for i in range(6)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625]
+    assert aa.van_der_corput(1, 3) == pytest.approx(1 / 3)
+    assert aa.van_der_corput(4, 3) == pytest.approx(1 / 3 + 1 / 9)
+    with pytest.raises(ValueError):
+        aa.van_der_corput(-1)
+    with pytest.raises(ValueError):
+        aa.van_der_corput(1, base=1)
+
+
+@given(count=st.integers(1, 80), span=st.floats(1e-4, 1.0), shift=st.floats(0, 0.999))
+def test_stratified_offsets_are_one_per_stratum(count, span, shift):
+    offsets = aa.phase_offsets(count, span, shift=shift)
+    assert len(offsets) == count
+    assert all(0 <= o < span for o in offsets)
+    # exactly evenly spaced around the circle of length span
+    for gap in _circular_gaps(offsets, span):
+        assert gap == pytest.approx(span / count, rel=1e-6, abs=1e-12)
+
+
+@given(count=st.integers(1, 80), shift=st.floats(0, 0.999))
+def test_every_prefix_of_the_stratified_offsets_is_spread(count, shift):
+    """A loop cut short by its time budget keeps a well spread set of phases."""
+    offsets = aa.phase_offsets(count, 1.0, shift=shift)
+    for m in range(1, count + 1):
+        assert max(_circular_gaps(offsets[:m], 1.0)) <= 2.0 / m + 1e-9
+
+
+@given(count=st.integers(1, 200))
+def test_golden_and_vdc_offsets_cover_the_span(count):
+    for sequence, bound in (("golden", 2.7), ("vdc", 2.0)):
+        offsets = aa.phase_offsets(count, 2.0, sequence=sequence)
+        assert all(0 <= o < 2.0 for o in offsets)
+        assert max(_circular_gaps(offsets, 2.0)) <= bound * 2.0 / count + 1e-9
+
+
+def test_offsets_reject_bad_arguments():
+    with pytest.raises(ValueError):
+        aa.phase_offsets(-1, 1.0)
+    with pytest.raises(ValueError):
+        aa.phase_offsets(3, 1.0, sequence="sobol")  # type: ignore[arg-type]
+    assert aa.phase_offsets(0, 1.0) == []
+
+
+# ----- polling for a step --------------------------------------------------------------
+class FakeCounter:
+    """A counter stepping by 1 at ``steps`` (seconds); every read costs ``cost`` seconds
+    of a fake clock."""
+
+    def __init__(self, steps: list[float], cost: float = 1e-4, start: float = 0.0):
+        self.steps = steps
+        self.cost = cost
+        self.t = start
+        self.reads = 0
+
+    def clock(self) -> float:
+        return self.t
+
+    def read(self) -> float:
+        value = float(bisect.bisect_right(self.steps, self.t))
+        self.t += self.cost
+        self.reads += 1
+        return value
+
+
+@given(step=st.floats(0.001, 0.2), cost=st.floats(2e-5, 5e-4))
+def test_wait_for_step_returns_right_after_the_step(step, cost):
+    counter = FakeCounter([step], cost=cost)
+    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0)
+    assert got is not None
+    assert got.value == 1.0
+    # the read that saw it started at or after the step, one poll at most later
+    assert step <= got.time_s < step + cost + 1e-12
+    assert got.time_s - got.resolution_s < step
+    assert got.resolution_s == pytest.approx(cost)
+
+
+def test_wait_for_step_times_out_cleanly():
+    counter = FakeCounter([], cost=1e-3)
+    assert aa.wait_for_step(counter.read, counter.clock, timeout_s=0.05) is None
+    assert 0.05 <= counter.t <= 0.05 + 3e-3  # gave up right after the timeout
+
+
+def test_wait_for_step_can_sleep_between_polls():
+    counter = FakeCounter([0.1], cost=1e-6)
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        counter.t += s
+
+    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0, sleep=sleep,
+                           poll_s=0.01)
+    assert got is not None and 0.1 <= got.time_s < 0.1 + 0.011
+    assert counter.reads < 15 and slept
+
+
+def test_measure_grid_with_a_known_period_and_by_timing_steps():
+    period = 0.1
+    steps = [0.0371 + k * period for k in range(20)]
+    counter = FakeCounter(steps, cost=2e-5, start=0.01)
+    grid = aa.measure_grid(counter.read, counter.clock, period_s=period)
+    assert grid is not None and grid.period_s == period
+    assert grid.ref_s == pytest.approx(0.0371, abs=3e-5)
+    counter = FakeCounter(steps, cost=2e-5, start=0.01)
+    grid = aa.measure_grid(counter.read, counter.clock, intervals=4)
+    assert grid is not None
+    assert grid.period_s == pytest.approx(period, abs=2e-5)
+    assert grid.phase(0.0371) == pytest.approx(0.0, abs=3e-5) or grid.phase(
+        0.0371) == pytest.approx(period, abs=3e-5)
+    idle = FakeCounter([], cost=1e-3)
+    assert aa.measure_grid(idle.read, idle.clock, period_s=0.01) is None
+    assert idle.t < 0.04
+
+
+# ----- the grid --------------------------------------------------------------------------
+@given(ref=st.floats(-5, 5), period=st.floats(0.005, 0.2), a=st.floats(-3, 3),
+       length=st.floats(0, 3))
+def test_grid_counts_the_steps_in_a_half_open_interval(ref, period, a, length):
+    grid = aa.StepGrid(ref, period)
+    b = a + length
+    k_lo, k_hi = math.floor((a - ref) / period) - 2, math.ceil((b - ref) / period) + 2
+    brute = sum(1 for k in range(k_lo, k_hi + 1) if a < ref + k * period <= b)
+    assert abs(grid.steps_between(a, b) - brute) <= (1 if length > 0 else 0)  # float ties
+    assert grid.last_step(a) <= a + 1e-9 and a <= grid.next_step(a)
+    assert grid.next_step(a) - grid.last_step(a) == pytest.approx(period)
+    assert 0 <= grid.phase(a) < period + 1e-12
+
+
+def test_grid_exact_cases():
+    grid = aa.StepGrid(0.05, 0.1)
+    assert grid.steps_between(0.05, 0.15) == 1  # (0.05, 0.15] holds 0.15 only
+    assert grid.steps_between(0.049, 0.05) == 1
+    assert grid.steps_between(0.051, 0.149) == 0
+    assert grid.steps_between(0.2, 0.1) == 0
+    with pytest.raises(ValueError):
+        aa.StepGrid(0.0, 0.0)
+
+
+# ----- plans -----------------------------------------------------------------------------
+@settings(max_examples=300)
+@given(period=st.sampled_from([0.02, 0.05, 0.1]), call=st.floats(1e-5, 1.5),
+       budget=st.floats(0.5, 5.0), window=st.sampled_from([None, 0.25, 0.5, 1.0]),
+       shift=st.floats(0, 0.999))
+def test_plan_respects_the_time_budget(period, call, budget, window, shift):
+    sensor_window = None if window is None else window * period
+    plan = aa.choose_plan(period, call, budget_s=budget, sensor_window_s=sensor_window,
+                          shift=shift)
+    assert plan.blocks >= 1 and len(plan.phases_s) == plan.blocks
+    if plan.blocks > 1:
+        assert plan.expected_s <= budget + 1e-9
+    else:  # one block of one call is the floor, even over budget
+        assert plan.expected_s <= max(budget, period + 0.5 * period + 2 * call) + 1e-9
+    assert plan.mode == ("short" if call < period - 2 * plan.guard_s else "long")
+    if plan.mode == "short":
+        assert all(0 <= p < call for p in plan.phases_s)
+    else:
+        assert all(plan.guard_s <= p <= period - plan.guard_s + 1e-12 for p in plan.phases_s)
+
+
+def test_plan_block_counts_for_the_default_budget():
+    # unknown sensor window: a lead-in per block, two periods a block
+    assert aa.choose_plan(0.1, 0.001).blocks == 9
+    # A100/H100 window known: most blocks start clean, about one period each
+    assert aa.choose_plan(0.1, 0.001, sensor_window_s=0.025).blocks == 19
+    # a call as long as the budget: one block, started right after a counter step
+    plan = aa.choose_plan(0.1, 1.5)
+    assert plan.blocks == 1 and plan.phases_s == (0.1 - plan.guard_s,)
+    with pytest.raises(ValueError):
+        aa.choose_plan(0.0, 0.01)
+
+
+@settings(max_examples=300)
+@given(period=st.sampled_from([0.02, 0.1]), call=st.floats(1e-4, 0.3),
+       window=st.sampled_from([None, 0.25, 0.5]), now=st.floats(0, 10),
+       index=st.integers(0, 70), ref=st.floats(0, 1), drift=st.floats(0.97, 1.03))
+def test_next_block_places_the_counted_samples_at_the_planned_phase(
+        period, call, window, now, index, ref, drift):
+    plan = aa.choose_plan(period, call, sensor_window_s=None if window is None
+                          else window * period, shift=0.3)
+    grid = aa.StepGrid(ref, period)
+    actual = call * drift  # the measured call, a little off the warm-up estimate
+    start, reference, finish = aa.next_block(plan, grid, now, index, actual)
+    phase = plan.phases_s[index % plan.blocks]
+    assert now <= start <= reference <= finish
+    lead_calls = math.ceil((reference - start) / actual - 1e-9) if reference > start else 0
+    first_read = start + lead_calls * actual
+    if reference == start:
+        # clean: the sensor window behind the first counted step lies in the block
+        assert grid.next_step(start) - start >= plan.clean_before_s - 1e-9
+    else:
+        assert first_read >= grid.last_step(reference) + plan.guard_s - 1e-9
+    end, calls = aa.block_end(plan, grid, first_read)
+    first_counted = grid.next_step(first_read)
+    if plan.mode == "short":
+        # the counted step is `phase` (scaled to the measured call) into a call
+        into_call = (first_counted - start) % actual
+        want = phase * actual / plan.call_s
+        assert min(abs(into_call - want), actual - abs(into_call - want)) < 1e-7
+        assert grid.steps_between(first_read, end) == plan.steps_per_block
+        assert first_counted - period * plan.steps_per_block < first_read
+    else:
+        assert first_counted - first_read == pytest.approx(phase, abs=1e-7) or (
+            plan.clean_before_s == 0.0)
+        assert calls == plan.calls_per_block
+    assert finish >= max(end, first_read + calls * actual) - 1e-9
+
+
+def test_next_block_waits_at_most_a_call_for_short_calls():
+    plan = aa.choose_plan(0.1, 0.003)
+    grid = aa.StepGrid(0.0, 0.1)
+    for i in range(plan.blocks):
+        now = 0.1 * i + 0.0123
+        start, _, _ = aa.next_block(plan, grid, now, i)
+        assert start - now < 0.003 + 1e-12
+
+
+# ----- combining blocks -----------------------------------------------------------------
+def test_per_call_energy_is_power_per_counted_step_times_call_duration():
+    grid = aa.StepGrid(0.0, 0.1)
+    watts, call = 250.0, 0.004
+    readings = [
+        # block over one step, 25 calls; block over two steps, 50 calls
+        aa.BlockReading(watts * 0.1, 0.05, 0.151, 25, busy_s=25 * call),
+        aa.BlockReading(watts * 0.2, 0.32, 0.52, 50, busy_s=50 * call),
+    ]
+    assert aa.per_call_energy(readings, grid) == pytest.approx(watts * call)
+    # without busy time, the reads' span / calls is the call duration
+    readings = [aa.BlockReading(watts * 0.1, 0.05, 0.15, 25)]
+    assert aa.per_call_energy(readings, grid) == pytest.approx(watts * 0.1 / 25)
+    # a block that spans no step carries no information
+    assert aa.per_call_energy([aa.BlockReading(1.0, 0.01, 0.09, 3)], grid) is None
+    assert aa.per_call_energy([], grid) is None
