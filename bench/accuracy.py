@@ -9,14 +9,16 @@ at 400 W + 40 ms at 60 W per 50 ms, one scaled pulse for calls under 50 ms; ``co
 after one warm-up call; the error is estimated / true energy of one call - 1. Plans:
 
 * ``naive``  one window of ~1 s (reads before and after), energy / calls.
-* ``today``  the plugin's current auto plan: 5 windows within 1 s, median per window.
+* ``windows`` the plugin's plain auto plan (continuous meters): 5 windows within 1 s,
+  median per window.
 * ``random`` blocks of back-to-back calls, each after a uniform random pause in
   [0, period), energy / calls pooled over the blocks.
 * ``strat``  the same, the pauses chosen (host clock) so that the blocks start at
   stratified phases of the period; pooled.
 * ``aligned`` ``pytest_energy.antialias`` with an unknown sensor window: counter grid
   found by polling, reads just after steps, stratified phases, power per counted step.
-  The recommended default.
+  The plugin's default for stepped counters (NVML), through Measurer: see
+  tests/test_aligned_plan.py.
 * ``aligned+W`` the same, told the sensor's averaging window (25/10/100 ms).
 
 The aligned plans use a counter period timed by polling over 5 steps once per device
@@ -209,7 +211,7 @@ SETTINGS = Settings()
 PlanFn = Callable[[SensorSim, np.random.Generator, float, Array], Array]
 PLANS: dict[str, PlanFn] = {
     "naive": plan_naive,
-    "today": plan_today,
+    "windows": plan_today,
     "random": plan_random,
     "strat": plan_strat,
     "aligned": plan_aligned,

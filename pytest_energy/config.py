@@ -45,7 +45,7 @@ class ItemConfig:
     trials: int = 5
     device: str = "auto"
     latency_stat: str = "median"
-    max_time: float = 1.0
+    max_time: float | None = None  # None: plan.default_max_time for the meter
     max_cv: float = 0.10
 
     @property

@@ -20,7 +20,13 @@ from typing import Any
 from pytest_energy.isolation import exclusive, lock_keys
 from pytest_energy.meters.base import Meter, MeterError
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S, guard_for
-from pytest_energy.plan import make_plan, min_window_s, remaining_trials, window_target_s
+from pytest_energy.plan import (
+    default_max_time,
+    make_plan,
+    min_window_s,
+    remaining_trials,
+    window_target_s,
+)
 from pytest_energy.results import EnergyResult, Trial
 
 
@@ -205,7 +211,7 @@ class Measurer:
             )
 
     def run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
-            max_time_s: float, items_per_call: float | None = None,
+            max_time_s: float | None, items_per_call: float | None = None,
             result: EnergyResult | None = None) -> tuple[Any, EnergyResult]:
         """Run ``fn`` ``warmup`` + measured times; return its last value and the result.
 
@@ -217,6 +223,8 @@ class Measurer:
         holding it sees partial data if the code or the meter fails midway.
         """
         result = result if result is not None else self.new_result(items_per_call)
+        if max_time_s is None:
+            max_time_s = default_max_time(self.meter.update_period_s)
         with self._isolated(result):
             return self._run(fn, warmup=warmup, rounds=rounds, trials=trials,
                              max_time_s=max_time_s, result=result), result

@@ -177,9 +177,9 @@ PER_TEST_SETTINGS: tuple[Setting, ...] = (
     _setting("latency_stat", parse_latency_stat, "median",
              "latency statistic the latency budget applies to: median or p95 (default median)",
              marker=True),
-    _setting("max_time", lambda v, argument: parse_positive_seconds(v, argument=argument), 1.0,
+    _setting("max_time", lambda v, argument: parse_positive_seconds(v, argument=argument), None,
              "measuring time per test when rounds is auto, in seconds or with a unit "
-             "(default 1 s)", marker=True),
+             "(default: 1 s; 2 s for coarse stepped counters such as NVML's)", marker=True),
     _setting("max_cv", parse_fraction, 0.10,
              "spread (coefficient of variation of per-call energy across trials) above which "
              "a budget verdict within that spread is reported inconclusive instead of passing "

@@ -52,6 +52,16 @@ def split_rounds(rounds: int, trials: int) -> tuple[int, ...]:
     return tuple(base + 1 if i < extra else base for i in range(trials))
 
 
+DEFAULT_MAX_TIME_S = 1.0
+STEPPED_MAX_TIME_S = 2.0
+
+
+def default_max_time(update_period_s: float) -> float:
+    """Measuring time per test when the user set none: 1 s, or 2 s for counters that
+    step at 50 ms or slower (NVML), whose phase-aligned plan needs ~20 steps for <= 5%."""
+    return STEPPED_MAX_TIME_S if update_period_s >= 0.05 else DEFAULT_MAX_TIME_S
+
+
 def window_target_s(update_period_s: float, *, trials: int, max_time_s: float) -> float:
     """How long the first (calibrating) window of an auto plan should last.
 
