@@ -48,6 +48,10 @@ class EnergyBudgetExceeded(pytest.fail.Exception):  # type: ignore[misc,name-def
     """
 
 
+# Shown as "EnergyBudgetExceeded: ..." in short summaries, as pytest does for Failed.
+EnergyBudgetExceeded.__module__ = "builtins"
+
+
 class EnergyVerdictWarning(pytest.PytestWarning):
     """A budget verdict that was not enforced: inconclusive (noisy trials) or measured
     while other processes used the device (see --energy-contention)."""
