@@ -4,13 +4,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import textwrap
 
 import pytest
 
 # Pre-import: pytester's in-process runs would otherwise re-import it per run (~1 s).
 with contextlib.suppress(ImportError):  # hypothesis is a dev extra
-    import hypothesis  # noqa: F401
+    import hypothesis
+
+    # In CI (CI=true) property tests are derandomized: the same examples every run, so
+    # a merge is never blocked by a newly drawn example; locally they keep exploring.
+    hypothesis.settings.register_profile("ci", derandomize=True, deadline=None,
+                                         print_blob=True)
+    if os.environ.get("CI"):
+        hypothesis.settings.load_profile("ci")
 
 
 TEST_METERS = textwrap.dedent(

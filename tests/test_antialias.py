@@ -221,8 +221,12 @@ def test_next_block_places_the_counted_samples_at_the_planned_phase(
         assert grid.steps_between(first_read, end) == plan.steps_per_block
         assert first_counted - period * plan.steps_per_block < first_read
     else:
+        # On phase, or (rarely: a call within a few % of the period measured shorter than
+        # planned, found by hypothesis) the documented fallback: a lead-in that still
+        # reads after the step's guard, at another phase. Its rate is checked below.
         assert first_counted - first_read == pytest.approx(phase, abs=1e-7) or (
-            plan.clean_before_s == 0.0)
+            plan.clean_before_s == 0.0) or (
+            first_read >= grid.last_step(reference) + plan.guard_s - 1e-9)
         assert calls == plan.calls_per_block
     assert finish >= max(end, first_read + calls * actual) - 1e-9
 
@@ -252,3 +256,30 @@ def test_per_call_energy_is_power_per_counted_step_times_call_duration():
     # a block that spans no step carries no information
     assert aa.per_call_energy([aa.BlockReading(1.0, 0.01, 0.09, 3)], grid) is None
     assert aa.per_call_energy([], grid) is None
+
+
+def test_long_call_fallback_placements_are_rare():
+    """Over a grid of calls near and above the period, drifts of +-3% and start times,
+    blocks land on their planned phase in all but a small fraction of placements."""
+    placements = off_phase = 0
+    for period in (0.02, 0.1):
+        for factor in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0, 1.2, 1.5, 2, 3):
+            call = period * factor
+            plan = aa.choose_plan(period, call, shift=0.3)
+            if plan.mode != "long" or plan.clean_before_s == 0.0:
+                continue
+            grid = aa.StepGrid(0.0123, period)
+            for drift in (0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03):
+                actual = call * drift
+                for index in range(plan.blocks):
+                    for now in (0.0, 0.37, 1.234):
+                        start, reference, _ = aa.next_block(plan, grid, now, index, actual)
+                        lead = (math.ceil((reference - start) / actual - 1e-9)
+                                if reference > start else 0)
+                        first_read = start + lead * actual
+                        phase = plan.phases_s[index % plan.blocks]
+                        placements += 1
+                        if abs(grid.next_step(first_read) - first_read - phase) > 1e-7:
+                            off_phase += 1
+    assert placements > 1000
+    assert off_phase / placements < 0.01
