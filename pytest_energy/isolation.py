@@ -38,6 +38,9 @@ def lock_dir() -> Path:
                 or Path(tempfile.gettempdir()) / "pytest-energy-locks")
 
 
+_MADE: set[Path] = set()  # lock directories already created by this process
+
+
 def lock_keys(meter: Any, device: str) -> list[str]:
     """The devices a meter's windows occupy: ``meter.lock_keys()`` when it has one,
     else the CPU packages for CPU devices and ``<meter name>-<device>`` otherwise."""
@@ -99,7 +102,9 @@ def exclusive(keys: list[str]) -> Iterator[dict[str, float]]:
         yield info
         return
     directory = lock_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory not in _MADE:
+        directory.mkdir(parents=True, exist_ok=True)
+        _MADE.add(directory)
     handles = []
     start = time.perf_counter()
     try:

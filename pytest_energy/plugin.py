@@ -99,9 +99,8 @@ class EnergySession:
         if entry is not None:
             from pytest_energy.state import outcome_of
 
-            stored = dict(entry)
-            stored["outcome"] = outcome_of(report)
-            self.entries[report.nodeid] = stored
+            entry["outcome"] = outcome_of(report)  # the report's own dict: no copy per test
+            self.entries[report.nodeid] = entry
         elif report.when == "teardown" and report.failed and report.nodeid in self.entries:
             self.entries[report.nodeid]["outcome"] = "error"
 
@@ -131,6 +130,8 @@ class EnergySession:
 
     def rightsize(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
         """Group ratings (in place), right-sizing tables, carbon/cost and hints; once."""
+        if self._rightsized is None and not self.entries:
+            self._rightsized = ([], None, [])  # nothing measured: import nothing
         if self._rightsized is None:
             from pytest_energy.rightsizing import (
                 apply_ratings,
@@ -156,7 +157,7 @@ class EnergySession:
             workeroutput = getattr(session.config, "workeroutput", None)
             if workeroutput is not None:  # xdist worker: send fingerprints to the controller
                 workeroutput["pytest_energy_meters"] = described
-        if self.is_worker:
+        if self.is_worker or (self.gate is None and not self.config.json_path):
             return
         meter = self.meters_described()
         tables, carbon, found = self.rightsize()  # group ratings first: storage keeps them
@@ -449,7 +450,12 @@ def pytest_runtest_makereport(
     """Attach the entry (the test's numbers) to the report and add a details section."""
     report = yield
     state = item.stash.get(ITEM_STATE, None)
-    if state is None or call.when == "teardown" or (call.when == "setup" and report.passed):
+    if state is None or (call.when == "setup" and report.passed):
+        return report
+    if call.when == "teardown":
+        # The entry carries everything from here on: free the live result (its per-call
+        # latencies) so suites of thousands of measured tests stay small.
+        del item.stash[ITEM_STATE]
         return report
     from pytest_energy.state import build_entry
 

@@ -35,6 +35,8 @@ the tables and hints of a saved JSON report.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,6 +84,8 @@ LOOSE_BUDGET_USE = 0.25
 #: power limit means the GPU mostly waited (launch overhead, tiny kernels): a larger
 #: batch usually does more work for little extra energy.
 GPU_UNDERUSE = 0.30
+#: Right-sizing tables with more variants than this print only their recommendation.
+MAX_PRINTED_VARIANTS = 50
 #: How many tests one hint names before it says "and N more".
 MAX_NAMED = 3
 
@@ -279,8 +283,9 @@ def apply_ratings(entries: list[dict[str, Any]], options: RightsizingOptions) ->
         metric = _metric_of(members)
         values = [_value(m, metric) for m in members]
         low, high = min(values), max(values)
+        ordered = sorted(values)
         for member, value in zip(members, values, strict=True):
-            member["group_rank"] = 1 + sum(1 for other in values if other < value)
+            member["group_rank"] = 1 + bisect.bisect_left(ordered, value)  # ties share
             member["group_size"] = len(members)
             member["rating_metric"] = METRIC_LABEL[metric]
             if len(members) >= 2 and options.rating_rule != RATING_RULE_BUDGET:
@@ -291,10 +296,13 @@ def apply_ratings(entries: list[dict[str, Any]], options: RightsizingOptions) ->
 # ----- right-sizing tables ------------------------------------------------------------------
 
 
-def _label(entry: Mapping[str, Any], members: Sequence[Mapping[str, Any]]) -> str:
-    """The variant id when it tells the members apart, else the test's name."""
+def _label(entry: Mapping[str, Any], variant_counts: Mapping[Any, int]) -> str:
+    """The variant id when it tells the members apart, else the test's name.
+
+    ``variant_counts``: how many members have each variant id (a Counter, computed once
+    per group: groups can hold thousands of tests)."""
     variant = entry.get("variant")
-    if variant and sum(1 for m in members if m.get("variant") == variant) == 1:
+    if variant and variant_counts.get(variant) == 1:
         return str(variant)
     return str(entry.get("nodeid", "?")).rsplit("::", 1)[-1]
 
@@ -339,11 +347,12 @@ def rightsizing_tables(entries: Sequence[Mapping[str, Any]],
             continue
         metric = _metric_of(members)
         rows: list[dict[str, Any]] = []
+        variant_counts = collections.Counter(m.get("variant") for m in members)
         for member in members:
             latency = member.get("latency_ms") or {}
             rows.append({
                 "nodeid": member.get("nodeid"),
-                "variant": _label(member, members),
+                "variant": _label(member, variant_counts),
                 "joules_per_call": _number(member.get("joules_per_call")),
                 "joules_per_item": _number(member.get("joules_per_item")),
                 "items": _number(member.get("items")),
@@ -517,8 +526,14 @@ def render_rightsizing(tables: Sequence[Mapping[str, Any]], options: Rightsizing
         what = "energy per item" if table["metric"] == "joules_per_item" else "energy per call"
         lines = [f"{table['title']}: {len(table['variants'])} variants compared by {what} "
                  f"(meter {table['meter']}{est})"]
-        lines.append(tabulate(_table_rows(table, encoding), headers=RIGHTSIZING_HEADERS,
-                              tablefmt="simple", disable_numparse=True))
+        rows = _table_rows(table, encoding)
+        if len(rows) > MAX_PRINTED_VARIANTS:
+            # a "group" of thousands (a big parametrization) is no variant choice to
+            # read row by row: print the recommendation, the rest is in the JSON report
+            lines.append(f"  ({len(rows)} variants: the full table is in the JSON report)")
+        else:
+            lines.append(tabulate(rows, headers=RIGHTSIZING_HEADERS, tablefmt="simple",
+                                  disable_numparse=True))
         lines.extend(_saving_sentence(table))
         lines.extend(f"  note: {note}" for note in table["notes"])
         if table["left_out"]:

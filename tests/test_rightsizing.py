@@ -533,3 +533,13 @@ def test_main_renders_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "carbon and cost, whole run" in out and "hints:\n- test_p:" in out
     assert rs.main([str(report), "--markdown"]) == 0
     assert "## Right-sizing" in capsys.readouterr().out
+
+
+def test_huge_groups_print_only_their_recommendation() -> None:
+    entries = [entry(f"t.py::test_p[{n}]", 1.0 + n) for n in range(rs.MAX_PRINTED_VARIANTS + 1)]
+    rs.apply_ratings(entries, AUTO)
+    tables = rs.rightsizing_tables(entries, AUTO)
+    text = rs.render_rightsizing(tables, AUTO, "utf-8")
+    assert f"({rs.MAX_PRINTED_VARIANTS + 1} variants: the full table is in the JSON report)" in text
+    assert "recommended" in text
+    assert len(tables[0]["variants"]) == rs.MAX_PRINTED_VARIANTS + 1  # JSON keeps them all

@@ -29,6 +29,7 @@ class EstimateMeter:
     # only at scheduler ticks and context switches: up to 4 ms late with CONFIG_HZ=250.
     # Declaring that as the update period makes every window span many ticks.
     update_period_s = 0.004
+    read_never_blocks = True  # a clock read: no timeout thread needed
 
     def __init__(self, watts_per_core: float = DEFAULT_WATTS_PER_CORE) -> None:
         if not watts_per_core > 0:

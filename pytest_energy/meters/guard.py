@@ -5,7 +5,9 @@ answering). Reads therefore run on one daemon thread per meter, and the measurin
 thread waits at most ``timeout_s``. A read that times out makes that test's result an
 error and marks the meter as hung: every later test that needs it errors at once with
 the same cause instead of waiting again. The stuck thread is a daemon, so it never
-keeps the interpreter alive at exit.
+keeps the interpreter alive at exit. Meters whose read cannot block (the estimate
+meter: a clock read) declare ``read_never_blocks = True`` and skip the thread hand-off
+(~0.1-0.2 ms on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class ReadGuard:
     def read(self) -> Any:
         if self.hung:
             raise MeterError(self.hung)
-        if self.timeout_s <= 0:
+        if self.timeout_s <= 0 or getattr(self.meter, "read_never_blocks", False):
             return self.meter.read()
         if self._requests is None:
             self._requests = queue.SimpleQueue()
