@@ -180,6 +180,21 @@ class NewRun:
     plugin_version: str | None = None
 
 
+
+@contextlib.contextmanager
+def _immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (or interrupt), so a
+    failed save or schema change never leaves half a run in the history."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
 def _dumps(value: Any) -> str:
     """JSON for storage: NaN/inf become null (JSON has no NaN), unknown objects str()."""
     return json.dumps(_finite(value), sort_keys=True, default=str, allow_nan=False)
@@ -251,8 +266,7 @@ class Storage:
         identities = meter_identities or {}
         with self._errors("saving the run"):
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate_transaction(db):
                 cursor = db.execute(
                     "INSERT INTO runs (name, created, commit_sha, dirty, branch, fingerprint, "
                     "machine, meter, plugin_version, tests) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -267,11 +281,6 @@ class Storage:
                     "budget_latency_ms, entry) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [_result_row(run_id, entry, identities.get(str(entry.get("nodeid"))))
                      for entry in entries])
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
         info = self.run(str(run_id))
         assert info is not None
         return info
@@ -492,20 +501,13 @@ def _prepare(storage: Storage, db: sqlite3.Connection, *, create: bool) -> None:
                 "at another directory")
         if not create:
             return  # an empty file: no runs yet
-        with storage._errors("creating the schema"):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # Another process may have created it while we waited for the lock.
-                if int(db.execute("PRAGMA user_version").fetchone()[0]) == 0:
-                    for statement in _SCHEMA_V1.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
+        with storage._errors("creating the schema"), _immediate_transaction(db):
+            # Another process may have created it while we waited for the lock.
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) == 0:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
     if version > SCHEMA_VERSION:
         raise StorageError(
@@ -545,15 +547,9 @@ def _migrate(storage: Storage, db: sqlite3.Connection, version: int, *, create: 
     except OSError as exc:
         raise StorageError(f"{path}: cannot keep a copy before upgrading the schema "
                            f"({exc.strerror or exc}); nothing was changed") from None
-    with storage._errors(f"upgrading the schema from {version} to {SCHEMA_VERSION}"):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            current = int(db.execute("PRAGMA user_version").fetchone()[0])
-            for step in range(current, SCHEMA_VERSION):
-                MIGRATIONS[step](db)
-                db.execute(f"PRAGMA user_version = {step + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
+    doing = f"upgrading the schema from {version} to {SCHEMA_VERSION}"
+    with storage._errors(doing), _immediate_transaction(db):
+        current = int(db.execute("PRAGMA user_version").fetchone()[0])
+        for step in range(current, SCHEMA_VERSION):
+            MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {step + 1}")
