@@ -24,6 +24,7 @@ from fakes.fake_pynvml import (
     NVML_ERROR_NOT_SUPPORTED,
     FakeGpu,
     FakePynvml,
+    clean_cuda_environment,  # noqa: F401 (autouse fixture)
     hopper,
     install,
 )
@@ -34,13 +35,6 @@ from pytest_energy.meters.nvml import NvmlMeter
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The host's CUDA variables and any imported torch/cupy must not leak in."""
-    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-        monkeypatch.delenv(name, raising=False)
-    for module in ("torch", "cupy"):
-        monkeypatch.delitem(sys.modules, module, raising=False)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from fakes.fake_pynvml import (
     NVML_ERROR_NOT_SUPPORTED,
     FakeGpu,
     FakeProcess,
+    clean_cuda_environment,  # noqa: F401 (autouse fixture)
     grace_hopper,
     hopper,
     install,
@@ -46,12 +47,6 @@ SAMPLER_THREAD = "pytest-energy-nvml-sampler"
 WINDOW_S = 0.3
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-        monkeypatch.delenv(name, raising=False)
-    for module in ("torch", "cupy"):
-        monkeypatch.delitem(sys.modules, module, raising=False)
 
 
 @pytest.fixture

@@ -598,3 +598,13 @@ def grace_hopper(index: int, **overrides: Any) -> FakeGpu:
     settings: dict[str, Any] = {"name": "NVIDIA GH200 480GB", "power_limit_mw": 900_000}
     settings.update(overrides)
     return hopper(index, **settings)
+
+
+@pytest.fixture(autouse=True)
+def clean_cuda_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's CUDA variables and any imported torch/cupy must not leak into a test
+    of the NVML meter. Import it into a test module to apply it there (autouse)."""
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(name, raising=False)
+    for module in ("torch", "cupy"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
