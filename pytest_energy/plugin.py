@@ -14,8 +14,6 @@ else is imported inside the hooks, on the first test that asks for energy.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,15 +24,15 @@ from pytest_energy.options import MARKER_HELP, MARKER_NAME, SessionConfig, add_o
 if TYPE_CHECKING:
     from pytest_energy.fixture import EnergyFixture
     from pytest_energy.gate import RegressionGate
-    from pytest_energy.measure import Measurer
     from pytest_energy.meters.loader import MeterPool
     from pytest_energy.rightsizing import RightsizingOptions
-    from pytest_energy.state import ItemState
+    from pytest_energy.state import ItemState  # noqa: F401 (named in ITEM_STATE below)
 
 FIXTURE_NAME = "energy"
 STATUS_LETTER = "J"
 ENTRY_ATTRIBUTE = "energy"  # name of the attribute carrying the entry on a TestReport
 
+TEST_HOOKS = "energy-tests"  # name of the registered pytest_energy.testhooks plugin
 ITEM_STATE = pytest.StashKey["ItemState"]()
 SESSION = pytest.StashKey["EnergySession"]()
 
@@ -93,6 +91,15 @@ class EnergySession:
                                    watts_per_core=self.config.estimate_watts_per_core,
                                    require_hardware=self.config.require_hardware)
         return self._pool
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        """A status letter of its own for over-budget failures (also on the xdist
+        controller, which runs no tests itself)."""
+        entry = getattr(report, ENTRY_ATTRIBUTE, None)
+        if report.when == "call" and report.failed and entry and entry.get("verdict") == (
+                "over budget") and not hasattr(report, "wasxfail"):
+            return "failed", STATUS_LETTER, ("OVER BUDGET", {"red": True})
+        return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = getattr(report, ENTRY_ATTRIBUTE, None)
@@ -311,45 +318,20 @@ def _wants_energy(item: pytest.Item, session: EnergySession) -> bool:
             or FIXTURE_NAME in getattr(item, "fixturenames", ()))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    session = item.config.stash.get(SESSION, None)
-    if session is None or not _wants_energy(item, session):
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Register the per-test hooks only when some collected test asks for energy.
+
+    A suite (or an xdist worker's share of it) that measures nothing then runs none of
+    the plugin's per-test hooks: the plugin costs its import and this scan.
+    """
+    session = config.stash.get(SESSION, None)
+    if session is None or config.pluginmanager.has_plugin(TEST_HOOKS):
         return
-    from pytest_energy.config import ItemConfig
-    from pytest_energy.state import ItemState
+    if any(_wants_energy(item, session) for item in items):
+        from pytest_energy import testhooks
 
-    uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
-    error: str | None = None
-    try:
-        item_config = ItemConfig.from_item(item, session.config)
-    except EnergyConfigError as exc:
-        error = str(exc)
-    if error is not None:  # fail outside the except block: no chained exception shown
-        item.stash[ITEM_STATE] = ItemState(None, uses_fixture, config_error=error)
-        pytest.fail(error, pytrace=False)
-    state = ItemState(item_config, uses_fixture)
-    item.stash[ITEM_STATE] = state
-    if item_config.marked:
-        _choose_meter(state, session)
-
-
-def _choose_meter(state: ItemState, session: EnergySession) -> Measurer:
-    """Pick the meter for the test's device; skip or fail the test when there is none."""
-    from pytest_energy.measure import Measurer
-
-    assert state.config is not None
-    choice = session.pool.choose(state.config.device)
-    state.choice = choice
-    if choice.skip_reason:
-        pytest.skip(choice.skip_reason)
-    if choice.error or choice.meter is None:
-        state.problem = choice.error
-        pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
-    device = state.config.device if state.config.device != "auto" else choice.device
-    return Measurer(choice.meter, device=device, meter_note=choice.note,
-                    read_timeout_s=session.config.read_timeout, sync=state.config.sync,
-                    idle_baseline=session.config.idle_baseline)
+        config.pluginmanager.register(testhooks, TEST_HOOKS)
 
 
 @pytest.fixture
@@ -360,120 +342,10 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     budgets apply to what this fixture measured.
     """
     from pytest_energy.fixture import EnergyFixture
+    from pytest_energy.testhooks import choose_meter
 
     session = request.config.stash.get(SESSION, None)
     state = request.node.stash.get(ITEM_STATE, None)
     if session is None or state is None or state.config is None:
         raise pytest.UsageError("the energy fixture needs the pytest-energy plugin enabled")
-    return EnergyFixture(state, lambda: _choose_meter(state, session))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """With the marker alone, run the test body under the measurement plan."""
-    state = pyfuncitem.stash.get(ITEM_STATE, None)
-    if state is None or state.config is None or not state.config.marked or state.uses_fixture:
-        return (yield)
-    session = pyfuncitem.config.stash[SESSION]
-    original = pyfuncitem.obj
-    if inspect.iscoroutinefunction(original):
-        state.problem = ("async test functions are not measured by the marker alone: "
-                         "use the energy fixture inside the test")
-        return (yield)
-    from pytest_energy.meters.base import MeterError
-
-    measurer = _choose_meter(state, session)
-    config = state.config
-    result = measurer.new_result(config.items)
-    state.result = result
-
-    def measured_body(*args: Any, **kwargs: Any) -> Any:
-        try:
-            value, _ = measurer.run(lambda: original(*args, **kwargs), warmup=config.warmup,
-                                    rounds=config.rounds, trials=config.trials,
-                                    max_time_s=config.max_time, result=result)
-        except MeterError as exc:
-            message = str(exc)
-        else:
-            return value
-        state.problem = message
-        pytest.fail(f"energy meter failed: {message}", pytrace=False)
-
-    pyfuncitem.obj = measured_body
-    try:
-        return (yield)
-    finally:
-        pyfuncitem.obj = original
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Judge the budgets once the test body has finished without error."""
-    try:
-        yield  # an exception from the test propagates: no energy verdict on top of it
-    except KeyboardInterrupt:
-        _record_interrupted(item)
-        raise
-    state = item.stash.get(ITEM_STATE, None)
-    if state is None:
-        return
-    from pytest_energy.state import finish_item
-
-    session = item.config.stash[SESSION]
-    check = finish_item(state, session.config.contention)
-    if check is None:
-        return
-    for warning in check.warnings:
-        item.warn(EnergyVerdictWarning(f"{item.nodeid}: {warning}"))
-    if not check.passed:
-        raise EnergyBudgetExceeded(check.message, pytrace=False)
-
-
-def _record_interrupted(item: pytest.Item) -> None:
-    """Ctrl-C in a measured test: pytest makes no report for it, so keep what was
-    measured so far in the summary and the JSON report, marked partial."""
-    state = item.stash.get(ITEM_STATE, None)
-    session = item.config.stash.get(SESSION, None)
-    if state is None or session is None or state.result is None:
-        return
-    from pytest_energy.state import build_entry
-
-    entry = build_entry(item.nodeid, state)
-    entry.update(outcome="interrupted", partial=True, verdict="interrupted")
-    session.entries[item.nodeid] = entry
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the entry (the test's numbers) to the report and add a details section."""
-    report = yield
-    state = item.stash.get(ITEM_STATE, None)
-    if state is None or (call.when == "setup" and report.passed):
-        return report
-    if call.when == "teardown":
-        # The entry carries everything from here on: free the live result (its per-call
-        # latencies) so suites of thousands of measured tests stay small.
-        del item.stash[ITEM_STATE]
-        return report
-    from pytest_energy.state import build_entry
-
-    entry = build_entry(item.nodeid, state)
-    setattr(report, ENTRY_ATTRIBUTE, entry)
-    if call.when == "call" and state.result is not None:
-        from pytest_energy.report import details_section, user_properties
-
-        report.sections.append(("energy", details_section(entry)))
-        for prop in user_properties(entry):
-            item.user_properties.append(prop)  # junitxml reads them at teardown
-            report.user_properties.append(prop)
-    return report
-
-
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
-    entry = getattr(report, ENTRY_ATTRIBUTE, None)
-    if report.when == "call" and report.failed and entry and entry.get("verdict") == (
-            "over budget") and not hasattr(report, "wasxfail"):
-        return "failed", STATUS_LETTER, ("OVER BUDGET", {"red": True})
-    return None
+    return EnergyFixture(state, lambda: choose_meter(state, session))

@@ -1,0 +1,175 @@
+"""Per-test hooks: validate and choose the meter at setup, measure the call, judge the
+budgets, attach the entry to the report.
+
+Registered by :func:`pytest_energy.plugin.pytest_collection_modifyitems` only when a
+collected test has the ``energy_budget`` marker or uses the ``energy`` fixture (or with
+``--energy-all``), so suites that measure nothing never run them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_energy.errors import EnergyConfigError
+from pytest_energy.plugin import (
+    ENTRY_ATTRIBUTE,
+    FIXTURE_NAME,
+    ITEM_STATE,
+    SESSION,
+    EnergyBudgetExceeded,
+    EnergySession,
+    EnergyVerdictWarning,
+    _wants_energy,
+)
+
+if TYPE_CHECKING:
+    from pytest_energy.measure import Measurer
+    from pytest_energy.state import ItemState
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    session = item.config.stash.get(SESSION, None)
+    if session is None or not _wants_energy(item, session):
+        return
+    from pytest_energy.config import ItemConfig
+    from pytest_energy.state import ItemState
+
+    uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
+    error: str | None = None
+    try:
+        item_config = ItemConfig.from_item(item, session.config)
+    except EnergyConfigError as exc:
+        error = str(exc)
+    if error is not None:  # fail outside the except block: no chained exception shown
+        item.stash[ITEM_STATE] = ItemState(None, uses_fixture, config_error=error)
+        pytest.fail(error, pytrace=False)
+    state = ItemState(item_config, uses_fixture)
+    item.stash[ITEM_STATE] = state
+    if item_config.marked:
+        choose_meter(state, session)
+
+
+def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
+    """Pick the meter for the test's device; skip or fail the test when there is none."""
+    from pytest_energy.measure import Measurer
+
+    assert state.config is not None
+    choice = session.pool.choose(state.config.device)
+    state.choice = choice
+    if choice.skip_reason:
+        pytest.skip(choice.skip_reason)
+    if choice.error or choice.meter is None:
+        state.problem = choice.error
+        pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
+    device = state.config.device if state.config.device != "auto" else choice.device
+    return Measurer(choice.meter, device=device, meter_note=choice.note,
+                    read_timeout_s=session.config.read_timeout, sync=state.config.sync,
+                    idle_baseline=session.config.idle_baseline)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """With the marker alone, run the test body under the measurement plan."""
+    state = pyfuncitem.stash.get(ITEM_STATE, None)
+    if state is None or state.config is None or not state.config.marked or state.uses_fixture:
+        return (yield)
+    session = pyfuncitem.config.stash[SESSION]
+    original = pyfuncitem.obj
+    if inspect.iscoroutinefunction(original):
+        state.problem = ("async test functions are not measured by the marker alone: "
+                         "use the energy fixture inside the test")
+        return (yield)
+    from pytest_energy.meters.base import MeterError
+
+    measurer = choose_meter(state, session)
+    config = state.config
+    result = measurer.new_result(config.items)
+    state.result = result
+
+    def measured_body(*args: Any, **kwargs: Any) -> Any:
+        try:
+            value, _ = measurer.run(lambda: original(*args, **kwargs), warmup=config.warmup,
+                                    rounds=config.rounds, trials=config.trials,
+                                    max_time_s=config.max_time, result=result)
+        except MeterError as exc:
+            message = str(exc)
+        else:
+            return value
+        state.problem = message
+        pytest.fail(f"energy meter failed: {message}", pytrace=False)
+
+    pyfuncitem.obj = measured_body
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = original
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Judge the budgets once the test body has finished without error."""
+    try:
+        yield  # an exception from the test propagates: no energy verdict on top of it
+    except KeyboardInterrupt:
+        _record_interrupted(item)
+        raise
+    state = item.stash.get(ITEM_STATE, None)
+    if state is None:
+        return
+    from pytest_energy.state import finish_item
+
+    session = item.config.stash[SESSION]
+    check = finish_item(state, session.config.contention)
+    if check is None:
+        return
+    for warning in check.warnings:
+        item.warn(EnergyVerdictWarning(f"{item.nodeid}: {warning}"))
+    if not check.passed:
+        raise EnergyBudgetExceeded(check.message, pytrace=False)
+
+
+def _record_interrupted(item: pytest.Item) -> None:
+    """Ctrl-C in a measured test: pytest makes no report for it, so keep what was
+    measured so far in the summary and the JSON report, marked partial."""
+    state = item.stash.get(ITEM_STATE, None)
+    session = item.config.stash.get(SESSION, None)
+    if state is None or session is None or state.result is None:
+        return
+    from pytest_energy.state import build_entry
+
+    entry = build_entry(item.nodeid, state)
+    entry.update(outcome="interrupted", partial=True, verdict="interrupted")
+    session.entries[item.nodeid] = entry
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the entry (the test's numbers) to the report and add a details section."""
+    report = yield
+    state = item.stash.get(ITEM_STATE, None)
+    if state is None or (call.when == "setup" and report.passed):
+        return report
+    if call.when == "teardown":
+        # The entry carries everything from here on: free the live result (its per-call
+        # latencies) so suites of thousands of measured tests stay small.
+        del item.stash[ITEM_STATE]
+        return report
+    from pytest_energy.state import build_entry
+
+    entry = build_entry(item.nodeid, state)
+    setattr(report, ENTRY_ATTRIBUTE, entry)
+    if call.when == "call" and state.result is not None:
+        from pytest_energy.report import details_section, user_properties
+
+        report.sections.append(("energy", details_section(entry)))
+        for prop in user_properties(entry):
+            item.user_properties.append(prop)  # junitxml reads them at teardown
+            report.user_properties.append(prop)
+    return report
