@@ -2,7 +2,9 @@
 
 (a) Nothing marked: wall time of ``pytest`` on generated suites (200 trivial + 20 small
     numpy tests; 2,000 trivial tests) with the plugin disabled (``-p no:energy``) and
-    enabled (installed, autoloaded), runs interleaved. Target: <= 1.02x.
+    enabled (installed, autoloaded), runs interleaved. Target: <= 1.02x. Wall and CPU
+    time on a shared 2-core VM vary by +-5% between runs; ``--instructions`` adds the
+    instruction count of one run of each (valgrind callgrind), which does not.
 (b) Fixed cost per measured round (call) with the estimate meter: a no-op measured by
     the plugin's Measurer vs the same no-op in a bare loop. Target: <= 20 us. Also the
     cost of one window boundary (two meter reads, the device lock, bookkeeping).
@@ -145,6 +147,36 @@ def ratio_rows(label: str, root: Path, repeats: int) -> list[list[str]]:
              f"{cpu:.3f}x"]]
 
 
+def instructions(root: Path, extra: list[str]) -> int | None:
+    """Instructions executed by one pytest run, counted by valgrind's callgrind: the
+    same count whatever else the machine does, unlike wall time on a shared 2-core VM.
+    None when valgrind is not installed."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return None
+    out = root / "callgrind.out"
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+         "pytest", "-q", "-p", "no:cacheprovider", *extra, str(root)],
+        cwd=root, capture_output=True, text=True, check=True)
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:"):
+            out.unlink()
+            return int(line.split()[1])
+    return None
+
+
+def instruction_rows(label: str, root: Path) -> list[list[str]]:
+    plain = instructions(root, ["-p", "no:energy"])
+    plugin = instructions(root, [])
+    if plain is None or plugin is None:
+        return [[f"{label}: instructions", "skipped", "valgrind not installed"]]
+    return [[f"{label}, nothing marked: instructions plain / plugin (callgrind)",
+             f"{plain / 1e9:.3f} / {plugin / 1e9:.3f} G",
+             f"{plugin / plain:.4f}x; target <= 1.02x"]]
+
+
 def round_cost(rounds: int = 200_000) -> tuple[float, float]:
     """(us per measured call, us per window boundary) with the estimate meter."""
     from pytest_energy.measure import Measurer
@@ -223,6 +255,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11, help="runs of each suite variant")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2,000 measured tests")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions with valgrind (slow: ~50x per run)")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     rows: list[list[str]] = []
@@ -233,10 +267,14 @@ def main() -> None:
         write_trivial(mixed, 200)
         write_numpy(mixed, 20)
         rows += ratio_rows("200 trivial + 20 numpy", mixed, repeats)
+        if args.instructions:
+            rows += instruction_rows("200 trivial + 20 numpy", mixed)
         big = tmp / "big"
         big.mkdir()
         write_trivial(big, 2000)
         rows += ratio_rows("2,000 trivial", big, repeats)
+        if args.instructions:
+            rows += instruction_rows("2,000 trivial", big)
         per_call_us, per_window_us = round_cost()
         rows.append(["fixed cost per measured round, estimate meter", f"{per_call_us:.2f} us",
                      "target <= 20 us"])
