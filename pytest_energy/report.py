@@ -14,6 +14,7 @@ from typing import Any
 from pytest_energy.units import format_duration_ms, format_energy
 
 FULL_STAR, EMPTY_STAR = "\u2605", "\u2606"
+LOCK_WAIT_REPORTED_S = 0.001
 
 
 def _can_print_stars(encoding: str | None) -> bool:
@@ -205,7 +206,8 @@ def details_section(entry: dict[str, Any]) -> str:
         )
     for trial_no, trial in enumerate(entry.get("trials") or [], 1):
         joules = sum(trial["joules"].values())
-        lines.append(f"  trial {trial_no}: {trial['calls']} calls in "
+        calls = f"{trial['calls']} call" + ("" if trial["calls"] == 1 else "s")
+        lines.append(f"  trial {trial_no}: {calls} in "
                      f"{trial['window_s'] * 1e3:.3g} ms, {format_energy(joules)}")
     for warning in [*(entry.get("warnings") or []), *(entry.get("verdict_warnings") or [])]:
         lines.append(f"warning: {warning}")
@@ -215,7 +217,8 @@ def details_section(entry: dict[str, Any]) -> str:
         idle = sum((entry.get("idle_watts") or {}).values())
         lines.append(f"dynamic energy: {format_energy(entry['dynamic_joules_per_call'])} per "
                      f"call above an idle baseline of {idle:.3g} W")
-    if entry.get("lock_wait_s"):
+    # Taking a free lock costs microseconds; only a real wait for another process counts.
+    if (entry.get("lock_wait_s") or 0.0) > LOCK_WAIT_REPORTED_S:
         lines.append(f"isolation: waited {entry['lock_wait_s'] * 1e3:.3g} ms for another "
                      "process's measurement on the same device (not counted in the numbers)")
     if entry.get("meter_note"):

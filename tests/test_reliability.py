@@ -133,3 +133,32 @@ def test_compare_expression_parser_raises_only_the_documented_error(text: str) -
 
 def test_environment_is_not_leaked_into_tests() -> None:
     assert os.environ.get("PYTEST_ENERGY_LOCK_DIR")  # set by the autouse fixture
+
+
+def test_device_lock_waits_for_another_process_and_reports_it(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    import subprocess
+    import textwrap
+    import time
+
+    from pytest_energy.isolation import exclusive
+
+    monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time
+        from pytest_energy.isolation import exclusive
+        with exclusive(["gpu-GPU-test"]):
+            print("held", flush=True)
+            time.sleep(0.4)
+    """)], stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        with exclusive(["gpu-GPU-test"]) as info:
+            waited = time.perf_counter() - start
+        assert waited >= 0.2 and info["waited_s"] >= 0.2
+        with exclusive(["gpu-GPU-other"]) as free:  # another device: no wait
+            assert free["waited_s"] < 0.2
+    finally:
+        holder.wait(timeout=10)
