@@ -58,7 +58,7 @@ from pytest_energy.rightsizing_options import (  # noqa: F401 - re-exported
     parse_price,
     parse_rating_rule,
 )
-from pytest_energy.units import format_duration_ms, format_energy
+from pytest_energy.units import format_duration_ms, format_energy, format_scaled
 
 # ----- constants (every threshold a hint or a rating uses is here) -------------------
 
@@ -439,10 +439,8 @@ def format_wh(wh: float | None, digits: int = 3) -> str:
         return "-"
     if wh == 0:
         return "0 Wh"
-    for factor, unit in ((1e3, "kWh"), (1.0, "Wh"), (1e-3, "mWh"), (1e-6, "uWh")):
-        if abs(wh) >= factor:
-            return f"{wh / factor:.{digits}g} {unit}"
-    return f"{wh / 1e-9:.{digits}g} nWh"
+    return format_scaled(wh, [(1e3, "kWh"), (1.0, "Wh"), (1e-3, "mWh"), (1e-6, "uWh"),
+                              (1e-9, "nWh")], digits)
 
 
 def _yes(flag: bool) -> str:
@@ -623,10 +621,8 @@ def format_mass(grams: float | None, digits: int = 3) -> str:
         return "-"
     if grams == 0:
         return "0 g"
-    for factor, unit in ((1e3, "kg"), (1.0, "g"), (1e-3, "mg"), (1e-6, "ug")):
-        if abs(grams) >= factor:
-            return f"{grams / factor:.{digits}g} {unit}"
-    return f"{grams / 1e-9:.{digits}g} ng"
+    return format_scaled(grams, [(1e3, "kg"), (1.0, "g"), (1e-3, "mg"), (1e-6, "ug"),
+                                 (1e-9, "ng")], digits)
 
 
 def format_money(amount: float | None, currency: str = "", digits: int = 3) -> str:

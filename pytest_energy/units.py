@@ -120,7 +120,9 @@ def parse_items(value: object, *, argument: str = "items") -> float:
     return value
 
 
-def _format_scaled(value: float, scales: list[tuple[float, str]], digits: int) -> str:
+def format_scaled(value: float, scales: list[tuple[float, str]], digits: int) -> str:
+    """``value`` in the first unit of ``scales`` (largest first) it reaches; below the
+    smallest, in the smallest."""
     for factor, unit in scales:
         if abs(value) >= factor:
             return f"{value / factor:.{digits}g} {unit}"
@@ -134,7 +136,7 @@ def format_energy(joules: float | None, digits: int = 3) -> str:
         return "n/a"
     if joules == 0:
         return "0 J"
-    return _format_scaled(
+    return format_scaled(
         joules, [(1e3, "kJ"), (1.0, "J"), (1e-3, "mJ"), (1e-6, "uJ"), (1e-9, "nJ")], digits
     )
 
@@ -145,4 +147,4 @@ def format_duration_ms(ms: float | None, digits: int = 3) -> str:
         return "n/a"
     if ms == 0:
         return "0 ms"
-    return _format_scaled(ms, [(1e3, "s"), (1.0, "ms"), (1e-3, "us"), (1e-6, "ns")], digits)
+    return format_scaled(ms, [(1e3, "s"), (1.0, "ms"), (1e-3, "us"), (1e-6, "ns")], digits)

@@ -14,16 +14,18 @@ from pytest_energy import jsonreport
 from pytest_energy.jsonreport import atomic_write_text
 
 
+def _disk_full(fd: int) -> None:
+    """Stands in for os.fsync on a full disk."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_disk_full_leaves_the_old_file_intact_and_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "energy.json"
     target.write_text('{"old": true}\n')
 
-    def full(fd: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(jsonreport.os, "fsync", full)
+    monkeypatch.setattr(jsonreport.os, "fsync", _disk_full)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(target, '{"new": true}\n')
     assert target.read_text() == '{"old": true}\n'
@@ -72,10 +74,7 @@ def test_json_report_disk_full_keeps_the_previous_report(
     previous = {"version": 1, "tests": []}
     (meters.path / "energy.json").write_text(json.dumps(previous))
 
-    def full(fd: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(jsonreport.os, "fsync", full)
+    monkeypatch.setattr(jsonreport.os, "fsync", _disk_full)
     result = meters.runpytest("--energy-meter=energy_test_meters:StepMeter",
                               "--energy-json=energy.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
