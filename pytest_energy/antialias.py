@@ -20,30 +20,51 @@ The remedy planned here (measured by ``bench/accuracy.py``):
    behind the counted steps then lie entirely inside the run of calls, so
    ``joules / (steps x period)`` is the run's mean power, times the mean call period
    gives the energy of one call (:func:`per_call_energy`).
-3. **Stratified phases.** A short pause before each block moves the calls' phase
-   relative to the sensor's sampling instants; the phases of the blocks are spread
-   evenly (stratified, visited in golden-ratio order so every prefix is spread too)
-   over one call (calls shorter than the period) or one period (longer calls), and
-   all counted samples are pooled with equal weight. Averaging samples whose phases
-   cover the structure evenly cancels the aliasing; a median over blocks would not.
+3. **Phase sets that cover the calls.** A short pause before each block moves the
+   calls relative to the sensor's sampling instants. A sensor that averages the last
+   ``W`` of every period sees, per counted step, the window ``[step - W, step]`` of
+   the calls. The blocks come in *sets* whose windows together cover every point of
+   a call equally often (:class:`PhaseSchedule`, :func:`set_size`): for calls shorter
+   than the period, phases spaced evenly over one call, as many as make the windows
+   wrap the call a whole number of times (25 ms windows over 50 ms calls: 2); for
+   longer calls, ``period / W`` phases whose windows tile the period (A100/H100: 4),
+   each block one call started so that its first read needs no lead-in call. Only
+   whole sets are pooled (:func:`in_complete_sets`), every counted sample with equal
+   weight: sampling every part of the calls equally cancels the aliasing; spreading
+   the phases merely evenly (or a median over blocks) leaves a residue that for
+   calls near the period was 7-12% at p95 in ``bench/accuracy.py``.
+4. **Cover before stopping.** A long call on a part-time sensor needs ``period / W``
+   calls for one set (4 s for 1 s calls on an A100); with ``cover`` (the plugin's
+   default when no max_time was set) the first set is finished even past the budget,
+   and the result says so; otherwise a partial set is reported as such.
+
+Limits: the sensor window must be known for long calls (published for A100/H100;
+unknown windows get lead-in calls and sets sized for a quarter period); guards of
+about 1% of the period at each window end stay unsampled (~0.6% error on the bench's
+pulsed calls); a long call that is not a whole number of windows leaves part of its
+last window unsampled (4.8% on 370 ms pulsed calls).
 
 A measuring loop uses it like this (``read`` = one domain's cumulative joules; the
 period timed once per device and session with ``measure_grid(read, clock)``)::
 
     grid = measure_grid(read, clock, period_s=period)     # once per test, device idle
     plan = choose_plan(grid.period_s, call_s=warmup_latency_s, budget_s=2.0,
-                       shift=random.random())
-    readings, deadline, call_s = [], t0 + 2.0, warmup_latency_s
-    for i in range(plan.blocks):
-        start, reference, finish = next_block(plan, grid, clock(), i, call_s)
-        if i and finish > deadline:
+                       sensor_window_s=meter_window_or_None)
+    schedule = PhaseSchedule(plan, shift=random.random())
+    readings, call_s = [], warmup_latency_s
+    deadline = t0 + max(2.0, plan.expected_s)             # cover: one whole set at least
+    while True:
+        block = schedule.next_block(grid, clock(), call_s)
+        whole = complete_sets([(r.phase_set, r.set_size) for r in readings])
+        if readings and block.finish_s > deadline and whole:
             break
-        # idle (spin/sleep) until start; then run calls until clock() >= reference
+        # idle (spin/sleep) until block.start_s; run calls until clock() >= reference_s
         t_ref = clock(); before = read()
-        end, min_calls = block_end(plan, grid, t_ref)
+        end, min_calls = block_end(schedule.plan, grid, t_ref)
         # run calls until clock() >= end and at least min_calls ran (n calls, timed)
         t_end = clock(); after = read()
-        readings.append(BlockReading(after - before, t_ref, t_end, n, sum_of_latencies))
+        readings.append(BlockReading(after - before, t_ref, t_end, n, sum_of_latencies,
+                                     block.phase_set, block.set_size))
         call_s = sum_of_latencies / n
     joules_per_call = per_call_energy(readings, grid)
 """
@@ -197,40 +218,104 @@ def measure_grid(read: Callable[[], float], clock: Callable[[], float], *,
 
 
 # ----- the plan -------------------------------------------------------------------------
+SET_CAP = 16
+"""Most blocks in one phase set (the search for a set size stops there)."""
+SET_TOLERANCE = 0.005
+"""Coverage imbalance accepted without searching for a larger set (0.5%)."""
+CLEAN_MARGIN = 0.25
+"""Margin before a clean long-call block's first counted sample, in guards."""
+UNKNOWN_WINDOW_SPLIT = 4
+"""With the sensor window unknown, sets are sized as if it were a quarter of the period:
+exact for windows of 1/4, 1/2 and all of it (A100/H100, Volta, full-time sensors)."""
+
+
+def coverage_imbalance(blocks: int, window_s: float, span_s: float) -> float:
+    """How unevenly ``blocks`` sensor windows of ``window_s`` at evenly spaced phases
+    cover a cyclic ``span_s`` (a call, or the counter period): the windows cover it
+    ``blocks * window_s / span_s`` times over; points are covered the floor or the ceiling
+    of that, and the relative difference is the imbalance (0: perfectly even)."""
+    if blocks < 1 or not window_s > 0 or not span_s > 0:
+        raise ValueError("need blocks >= 1, window_s > 0 and span_s > 0")
+    cover = blocks * window_s / span_s
+    return abs(cover - round(cover)) / cover
+
+
+def set_size(window_s: float, span_s: float, *, cap: int = SET_CAP,
+             tolerance: float = SET_TOLERANCE) -> int:
+    """The fewest evenly spaced phases (at most ``cap``) whose sensor windows cover a
+    cyclic ``span_s`` evenly (within ``tolerance``), else the most even under ``cap``.
+
+    Examples: a 25 ms window over 50 ms calls: 2 phases (each call point sampled once);
+    over 30 ms calls: 6; over 1 ms calls: 1 (every window spans 25 whole calls)."""
+    best, best_size = math.inf, 1
+    for size in range(1, max(1, cap) + 1):
+        imbalance = coverage_imbalance(size, window_s, span_s)
+        if imbalance <= tolerance:
+            return size
+        if imbalance < best - 1e-12:
+            best, best_size = imbalance, size
+    return best_size
+
+
 @dataclass(frozen=True)
 class AntialiasPlan:
-    """How to measure one test: ``blocks`` blocks, block ``i`` at phase ``phases_s[i]``.
+    """How to measure one test: blocks in *phase sets*.
 
     A block is a run of back-to-back calls between two counter reads; the counter steps
-    counted between the reads are the block's samples of the call's power. The phase
-    places those samples inside the calls:
+    counted between the reads are the block's samples of the calls' power, each the
+    average over the sensor's window (the last ``window_s`` of the period, when known).
+    The block's *phase* places those samples inside the calls:
 
     * ``mode == "short"`` (calls shorter than a period): each block counts
-      ``steps_per_block`` steps; the phase is the time from the start of a call to the
-      first counted step, modulo one call, over ``[0, call_s)``.
-    * ``mode == "long"``: each block counts the steps inside ``calls_per_block`` calls;
-      the phase is the time from the first counted call's start to the first step,
-      over ``(0, period_s)``; the steps then fall at every point of the call evenly.
+      ``steps_per_block`` step(s); the phase is the time from the start of a call to
+      the counted step, within one call. A *set* is ``set_size`` phases spread evenly
+      over the call so that their sensor windows cover every point of the call equally
+      often (:func:`set_size`); later sets are rotated by a van der Corput fraction of
+      the spacing.
+    * ``mode == "long"``: each block is one call (plus a lead-in call when needed); the
+      phase is the time from the call's start to the first counted step, in ``(0,
+      period_s]``; the counted steps follow every period. With the sensor window known
+      and a whole fraction of the period (A100/H100: 25 of 100 ms), a set is the
+      ``period / window`` phases whose windows tile the period, all *clean*: the first
+      read is taken right before the call and every counted window lies inside it, so
+      no lead-in call is needed. Otherwise sets of four phases with a lead-in each.
 
-    The first read of a block is taken right before its first call when the next
-    counter step is at least ``clean_before_s`` away (sensor window + guard: the
-    sensor's sample behind that step then lies inside the block); otherwise calls run
-    through a lead-in until ``guard_s`` after that step and the read follows.
-    ``expected_s``: planned measuring time, one period for :func:`measure_grid`
-    included.
+    Only complete sets cover the calls evenly: the estimate pools the blocks of the
+    complete sets (:func:`complete_set_readings`). ``blocks``: the planned number
+    (whole sets that fit the budget; with ``cover``, at least one whole set, even over
+    budget). ``clean_before_s``: a block's first read may be taken right before its
+    first call when the counted step is at least this far away. ``expected_s``: the
+    planned measuring time, one period for :func:`measure_grid` included;
+    ``set_s``: the time one set takes.
     """
 
     mode: Literal["short", "long"]
     period_s: float
     call_s: float
+    window_s: float | None
+    set_window_s: float
+    set_size: int
     blocks: int
-    phases_s: tuple[float, ...]
-    phase_span_s: float
     clean_before_s: float
     steps_per_block: int
     calls_per_block: int
     guard_s: float
+    set_s: float
     expected_s: float
+    long_phases_s: tuple[float, ...] = ()
+    budget_s: float = 2.0
+    cover: bool = False
+
+    @property
+    def covered(self) -> bool:
+        """Whether the plan runs at least one whole set (over budget if need be)."""
+        return self.blocks >= self.set_size
+
+    def replanned(self, call_s: float) -> AntialiasPlan:
+        """The same plan for calls measured at ``call_s``."""
+        return choose_plan(self.period_s, call_s, budget_s=self.budget_s,
+                           sensor_window_s=self.window_s, guard_s=self.guard_s,
+                           cover=self.cover)
 
 
 def _short_lead_in_fraction(period: float, call: float, clean_before: float,
@@ -251,86 +336,182 @@ def _fit(available: float, each: float) -> int:
     return max(0, math.floor(available / each + 1e-9))
 
 
+def _whole_ratio(period_s: float, window_s: float) -> int | None:
+    """``period / window`` when it is (within 2%) a whole number, else ``None``."""
+    ratio = period_s / window_s
+    whole = round(ratio)
+    return whole if whole >= 1 and abs(ratio - whole) <= 0.02 * whole else None
+
+
 def choose_plan(period_s: float, call_s: float, *, budget_s: float = 2.0,
-                sensor_window_s: float | None = None, shift: float = 0.0,
-                sequence: Sequence_ = "stratified", guard_s: float | None = None,
-                max_blocks: int = 64) -> AntialiasPlan:
+                sensor_window_s: float | None = None, guard_s: float | None = None,
+                cover: bool = True, max_blocks: int = 64) -> AntialiasPlan:
     """The plan for a counter stepping every ``period_s`` and calls of about ``call_s``
     (the warm-up call's latency).
 
     ``sensor_window_s``: how much of each period the sensor averages, when known (A100
-    and H100: 25 ms of 100; Volta: 10 of 20); ``None`` assumes the worst (the whole
-    period), which costs a lead-in per block. ``shift``: rotation of the phase set, a
-    random number in [0, 1) per test. The plan fits ``budget_s`` (grid search included)
-    except that it always has at least one block of one call.
+    and H100: 25 ms of 100); ``None`` assumes the worst for clean reads (the whole
+    period: a lead-in per block) and sizes the sets for a quarter period. ``cover``:
+    plan one whole set even when it does not fit ``budget_s`` (a partial set leaves
+    part of every call unsampled); otherwise the plan fits the budget, with at least
+    one block of one call.
     """
     if not period_s > 0 or not call_s > 0 or not budget_s > 0:
         raise ValueError("period_s, call_s and budget_s must be > 0")
-    window = period_s if sensor_window_s is None else min(period_s, sensor_window_s)
+    window = None if sensor_window_s is None else min(period_s, sensor_window_s)
     guard = guard_s if guard_s is not None else max(2e-4, 0.01 * period_s)
-    clean_before = window + guard
+    sizing_window = window if window is not None else period_s / UNKNOWN_WINDOW_SPLIT
     available = budget_s - period_s  # measure_grid waits up to one period
     mode: Literal["short", "long"]
+    long_phases: tuple[float, ...] = ()
     if call_s < period_s - 2 * guard:
-        mode, span, steps, calls = "short", call_s, 1, 0
+        mode, steps, calls = "short", 1, 0
+        clean_before = (window if window is not None else period_s) + guard
         lead = _short_lead_in_fraction(period_s, call_s, clean_before, guard)
         per_block = period_s * (1.0 + lead)
-        blocks = int(max(1, min(max_blocks, _fit(available, per_block))))
-        offsets = phase_offsets(blocks, span, sequence=sequence, shift=shift)
+        fit = max(1, min(max_blocks, _fit(available, per_block)))
+        size = set_size(sizing_window, call_s, cap=min(SET_CAP, fit))
     else:
-        mode, span, steps, calls = "long", period_s - 2 * guard, 0, 1
-        lead = min(1.0, max(0.0, (clean_before - guard) / span))
-        per_block = 0.5 * period_s + call_s * (1.0 + lead)
-        blocks = int(min(max_blocks, _fit(available, per_block)))
-        if blocks >= 2:
-            offsets = [guard + o for o in phase_offsets(blocks, span, sequence=sequence,
-                                                        shift=shift)]
+        mode, steps, calls = "long", 0, 1
+        ratio = None if window is None else _whole_ratio(period_s, window)
+        if window is not None and ratio is not None and window + guard <= period_s - guard:
+            # clean sets: phases from the window (plus a small margin: a late start puts
+            # a proportionally small part of a pause into one sample) to a guard before
+            # the period's end (a read before the step would count a sample of the
+            # pause: the dangerous side), evenly; their windows tile the period but for
+            # the guard and margin
+            clean_before = window + CLEAN_MARGIN * guard
+            low, high = clean_before, period_s - guard
+            size = ratio
+            long_phases = tuple(high if size == 1 else low + i * (high - low) / (size - 1)
+                                for i in range(size))
+            per_block = call_s + period_s / (size + 1)
         else:
-            # no room for lead-ins: start right after a step, where the first read is
-            # clean for any sensor window up to the period (less a guard)
-            span = 0.0
-            clean_before = 0.0
-            per_block = 0.5 * period_s + call_s
-            blocks = int(max(1, min(max_blocks, _fit(available, per_block))))
-            offsets = [period_s - guard] * blocks
-    return AntialiasPlan(mode=mode, period_s=period_s, call_s=call_s, blocks=blocks,
-                         phases_s=tuple(offsets), phase_span_s=span,
+            clean_before = period_s + guard  # every block gets a lead-in call
+            size = UNKNOWN_WINDOW_SPLIT
+            per_block = 2 * call_s + 0.5 * period_s
+            cover = False  # coverage unknowable: fit the budget
+            if _fit(available, per_block) < 2:
+                # no room for lead-ins: one block started right after a step, where the
+                # first read is clean for any sensor window up to the period (less a
+                # guard)
+                clean_before, size = 0.0, 1
+                long_phases = (period_s - guard,)
+                per_block = 0.5 * period_s + call_s
+    set_s = size * per_block
+    sets = _fit(available, set_s)
+    if sets >= 1:
+        blocks = max(1, min(sets, max_blocks // size)) * size
+    elif cover:
+        blocks = size
+    else:
+        blocks = max(1, min(size, _fit(available, per_block)))
+    return AntialiasPlan(mode=mode, period_s=period_s, call_s=call_s, window_s=window,
+                         set_window_s=sizing_window, set_size=size, blocks=blocks,
                          clean_before_s=clean_before, steps_per_block=steps,
-                         calls_per_block=calls, guard_s=guard,
-                         expected_s=period_s + blocks * per_block)
+                         calls_per_block=calls, guard_s=guard, set_s=set_s,
+                         expected_s=period_s + blocks * per_block, long_phases_s=long_phases,
+                         budget_s=budget_s, cover=cover)
 
 
 def _earliest(low: float, high: float, anchor: float, modulus: float) -> float | None:
     """The earliest t in [low, high] with t == anchor (mod modulus), if any."""
     t = anchor + math.ceil((low - anchor) / modulus) * modulus
+    t = max(t, low)  # rounding may land a hair before low
     return t if t <= high else None
 
 
 class NextBlock(NamedTuple):
     """Where the next block goes: idle until ``start_s``; run calls (the lead-in) until
     the clock reaches ``reference_s`` if it is later; take the first read. ``finish_s``
-    is when the block will be over at the latest (for the time budget)."""
+    is when the block will be over at the latest (for the time budget); ``phase_s`` the
+    block's phase, ``phase_set`` the index of its set and ``set_size`` that set's size."""
 
     start_s: float
     reference_s: float
     finish_s: float
+    phase_s: float = 0.0
+    phase_set: int = 0
+    set_size: int = 1
 
 
-def next_block(plan: AntialiasPlan, grid: StepGrid, now_s: float, index: int,
-               call_s: float | None = None) -> NextBlock:
-    """Where block ``index`` goes, starting no earlier than ``now_s``.
+def place_block(plan: AntialiasPlan, grid: StepGrid, now_s: float, phase_s: float,
+                call_s: float | None = None) -> NextBlock:
+    """Where a block at ``phase_s`` goes, starting no earlier than ``now_s``.
 
     ``call_s``: the latest measured call duration (default ``plan.call_s``, the
-    warm-up's): short-call phases are fractions of a call and long calls' lead-ins end
-    after whole calls.
+    warm-up's); short-call phases are times within a call of that duration.
     """
     call = plan.call_s if call_s is None else call_s
-    start, reference = _place(plan, grid, now_s, plan.phases_s[index % len(plan.phases_s)],
-                              call)
+    start, reference = _place(plan, grid, now_s, phase_s, call)
     lead_calls = math.ceil((reference - start) / call - 1e-9) if reference > start else 0
     first_read = start + lead_calls * call
     end, calls = block_end(plan, grid, first_read)
-    return NextBlock(start, reference, max(end + call, first_read + calls * call))
+    return NextBlock(start, reference, max(end + call, first_read + calls * call), phase_s)
+
+
+class PhaseSchedule:
+    """Hands out the blocks of a plan, one phase set after another.
+
+    Within a set, the next block is the remaining phase that can start first (the
+    shortest pause). Short-call sets are sized and spaced on the latest measured call
+    duration when they begin, so a warm-up call that misjudged the duration spoils at
+    most the first set. ``shift`` (a random number in [0, 1) per test) rotates the
+    phases, so that no point of a call is systematically favoured.
+    """
+
+    def __init__(self, plan: AntialiasPlan, *, shift: float = 0.0) -> None:
+        self.plan = plan
+        self.shift = shift % 1.0
+        self.set_index = -1
+        self._remaining: list[float] = []  # fractions (short: of a call; long: seconds)
+        self._size = plan.set_size
+        self._handed = 0
+
+    def _new_set(self, call_s: float) -> None:
+        self.set_index += 1
+        if self.set_index > 0 and abs(call_s / self.plan.call_s - 1.0) > 1e-3:
+            self.plan = self.plan.replanned(call_s)  # short or long, on measured calls
+        plan = self.plan
+        if plan.mode == "long":
+            if plan.long_phases_s:  # clean tiling: fixed phases, nothing to rotate
+                self._size = len(plan.long_phases_s)
+                self._remaining = list(plan.long_phases_s)
+                return
+            span = plan.period_s - 2 * plan.guard_s
+            self._size = plan.set_size
+            rotation = van_der_corput(self.set_index) + self.shift
+            self._remaining = [plan.guard_s + ((i + rotation) / self._size % 1.0) * span
+                               for i in range(self._size)]
+            return
+        fit = max(1, plan.blocks)
+        self._size = set_size(plan.set_window_s, call_s, cap=min(SET_CAP, fit))
+        rotation = van_der_corput(self.set_index) + self.shift
+        self._remaining = [(i + rotation) / self._size % 1.0 for i in range(self._size)]
+
+    def next_block(self, grid: StepGrid, now_s: float, call_s: float) -> NextBlock:
+        """The next block (its set and phase consumed), starting no earlier than
+        ``now_s``, for calls lasting ``call_s``.
+
+        The first block also calibrates: when the calls it timed call for another mode
+        or set size than the warm-up's estimate did, the first set is abandoned (its
+        block is left out of the estimate once a later set is whole)."""
+        self._handed += 1
+        if self._handed == 2 and self._remaining and call_s != self.plan.call_s:
+            fresh = self.plan.replanned(call_s)
+            if (fresh.mode, fresh.set_size) != (self.plan.mode, self._size) or (
+                    fresh.mode == "short" and set_size(fresh.set_window_s, call_s,
+                                                       cap=min(SET_CAP, max(1, fresh.blocks)))
+                    != self._size):
+                self.plan, self._remaining = fresh, []
+        if not self._remaining:
+            self._new_set(call_s)
+        scale = call_s if self.plan.mode == "short" else 1.0
+        options = [place_block(self.plan, grid, now_s, phase * scale, call_s)
+                   for phase in self._remaining]
+        best = min(range(len(options)), key=lambda i: (options[i].start_s, i))
+        del self._remaining[best]
+        return options[best]._replace(phase_set=self.set_index, set_size=self._size)
 
 
 def _place(plan: AntialiasPlan, grid: StepGrid, now_s: float, phase: float,
@@ -348,9 +529,7 @@ def _place(plan: AntialiasPlan, grid: StepGrid, now_s: float, phase: float,
                 return start, reference
         start = now_s + (-phase - call - grid.phase(now_s)) % period
         return start, grid.next_step(start) + guard
-    # short: the first counted step falls `phase` (mod one call) after a call's start;
-    # the phases were planned on the warm-up's estimate of a call, rescale them
-    phase *= call / plan.call_s
+    # short: the counted step falls `phase` (mod one call) after a call's start
     step = grid.next_step(now_s)
     while True:
         clean = _earliest(max(now_s, step - period), step - plan.clean_before_s,
@@ -377,26 +556,57 @@ def block_end(plan: AntialiasPlan, grid: StepGrid, reference_s: float) -> tuple[
 class BlockReading:
     """What one block measured: counter ``joules`` between the reads at ``start_s`` and
     ``end_s`` (clock just before each read), the ``calls`` between them and, optionally,
-    ``busy_s``, the sum of those calls' latencies (default: ``end_s - start_s``)."""
+    ``busy_s``, the sum of those calls' latencies (default: ``end_s - start_s``), and
+    the block's ``phase_set`` and that set's ``set_size`` (:class:`PhaseSchedule`)."""
 
     joules: float
     start_s: float
     end_s: float
     calls: int
     busy_s: float | None = None
+    phase_set: int | None = None
+    set_size: int = 1
+
+
+def in_complete_sets(sets: Sequence[tuple[int | None, int]]) -> list[bool]:
+    """For blocks given as ``(phase_set, set_size)``: which ones to pool. Only whole
+    sets cover the calls evenly, so the blocks of an unfinished set are left out, unless
+    no set is whole (then every block counts: partial coverage, to be reported). Blocks
+    without a set (``None``) always count."""
+    counts: dict[int, int] = {}
+    for index, _ in sets:
+        if index is not None:
+            counts[index] = counts.get(index, 0) + 1
+    whole = {i for i, _ in sets if i is not None and counts[i] >= _size_of(sets, i)}
+    if not whole:
+        return [True] * len(sets)
+    return [index is None or index in whole for index, _ in sets]
+
+
+def _size_of(sets: Sequence[tuple[int | None, int]], index: int) -> int:
+    return max(size for i, size in sets if i == index)
+
+
+def complete_sets(sets: Sequence[tuple[int | None, int]]) -> int:
+    """How many phase sets are whole among blocks given as ``(phase_set, set_size)``."""
+    indices = {i for i, _ in sets if i is not None}
+    return sum(1 for i in indices
+               if sum(1 for j, _ in sets if j == i) >= _size_of(sets, i))
 
 
 def per_call_energy(readings: Sequence[BlockReading], grid: StepGrid) -> float | None:
     """Energy of one call: the blocks' counter joules over their counted steps x period
     (the mean power of the calls, every counted sample weighing the same) times the mean
-    call duration. ``None`` when no block spans a counter step."""
+    call duration, over the blocks of whole phase sets (:func:`in_complete_sets`).
+    ``None`` when no block spans a counter step."""
+    keep = in_complete_sets([(r.phase_set, r.set_size) for r in readings])
     joules = 0.0
     steps = 0
     seconds = 0.0
     calls = 0
-    for r in readings:
+    for r, kept in zip(readings, keep, strict=True):
         counted = grid.steps_between(r.start_s, r.end_s)
-        if counted < 1 or r.calls < 1:
+        if not kept or counted < 1 or r.calls < 1:
             continue
         joules += r.joules
         steps += counted

@@ -50,6 +50,13 @@ PERIOD_INTERVALS = 5
 
 
 COARSE_WARNING = "coarse windows:"
+PARTIAL_COVERAGE = "partial sensor coverage:"
+MAX_ALIGNED_BLOCKS = 256  # a safety net: plans hold at most 64 blocks plus a set
+
+
+def _ms(seconds: float | None) -> str:
+    return "an unknown part" if seconds is None else f"{seconds * 1e3:.3g} ms"
+
 # No single domain (a GPU board, a CPU package) draws this much; an 8-GPU node is ~10 kW.
 MAX_PLAUSIBLE_WATTS = 100_000.0
 COARSE_FRACTION = 0.5
@@ -223,11 +230,12 @@ class Measurer:
         holding it sees partial data if the code or the meter fails midway.
         """
         result = result if result is not None else self.new_result(items_per_call)
+        cover = max_time_s is None  # the default may stretch to cover the sensor
         if max_time_s is None:
             max_time_s = default_max_time(self.meter.update_period_s)
         with self._isolated(result):
             return self._run(fn, warmup=warmup, rounds=rounds, trials=trials,
-                             max_time_s=max_time_s, result=result), result
+                             max_time_s=max_time_s, cover=cover, result=result), result
 
     @contextmanager
     def _isolated(self, result: EnergyResult) -> Iterator[None]:
@@ -271,7 +279,7 @@ class Measurer:
         return watts
 
     def _run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
-             max_time_s: float, result: EnergyResult) -> Any:
+             max_time_s: float, cover: bool, result: EnergyResult) -> Any:
         self._prepare(result)
         value: Any = None
         for _ in range(warmup):
@@ -279,7 +287,8 @@ class Measurer:
             self._synced()
             result.warmup_calls += 1
         if rounds is None and self._aligned:
-            aligned = self._run_aligned(fn, max_time_s=max_time_s, result=result)
+            aligned = self._run_aligned(fn, max_time_s=max_time_s, cover=cover,
+                                        result=result)
             if aligned is not None:
                 return aligned[0]
         if rounds is not None:
@@ -317,12 +326,23 @@ class Measurer:
             _STEP_PERIOD[self.meter] = grid.period_s
         return grid.period_s
 
-    def _run_aligned(self, fn: Callable[[], Any], *, max_time_s: float,
+    def _run_aligned(self, fn: Callable[[], Any], *, max_time_s: float, cover: bool,
                      result: EnergyResult) -> tuple[Any] | None:
-        """Windows that start and end right after counter steps, at stratified phases
-        of the calls (see :mod:`pytest_energy.antialias`); ``None`` when the counter's
-        steps cannot be found (then the ordinary plan runs)."""
-        from pytest_energy.antialias import block_end, choose_plan, measure_grid, next_block
+        """Windows that start and end right after counter steps, in phase sets that
+        sample every part of the calls evenly (see :mod:`pytest_energy.antialias`);
+        ``None`` when the counter's steps cannot be found (then the ordinary plan runs).
+
+        ``cover``: finish the first whole phase set even past ``max_time_s`` (the
+        default when the user set no max_time); otherwise stop at ``max_time_s`` and
+        warn when no set is whole.
+        """
+        from pytest_energy.antialias import (
+            PhaseSchedule,
+            block_end,
+            choose_plan,
+            complete_sets,
+            measure_grid,
+        )
 
         clock, sync = self._seconds, self._sync
         start = self._clock()
@@ -338,25 +358,35 @@ class Measurer:
                 f"the {self.meter.name} counter did not step within "
                 f"{3 * self.meter.update_period_s:.3g} s: measured with plain windows")
             return None
-        plan = choose_plan(period, call_s, budget_s=max_time_s, shift=self._rng.random())
+        window = getattr(self.meter, "sensor_window_s", None)
+        plan = choose_plan(period, call_s, budget_s=max_time_s, cover=cover,
+                           sensor_window_s=window if isinstance(window, float) else None)
+        schedule = PhaseSchedule(plan, shift=self._rng.random())
         result.plan, result.step_period_s = "phase-aligned", period
+        result.sensor_window_s = plan.window_s
         begin = clock()
         estimate = call_s
-        for index in range(plan.blocks):
-            placed = next_block(plan, grid, clock(), index, estimate)
-            if index > 0 and placed.finish_s > begin + max_time_s:
+        sets: list[tuple[int | None, int]] = []
+        while True:
+            placed = schedule.next_block(grid, clock(), estimate)
+            over = placed.finish_s > begin + max_time_s
+            if sets and over and (not cover or complete_sets(sets) >= 1):
+                break
+            if len(sets) >= MAX_ALIGNED_BLOCKS:
                 break
             pause = placed.start_s - clock()
             if pause > 0:
                 self._sleep(pause)
-            while clock() < placed.reference_s:  # lead-in: puts the window at its phase
+            # lead-in (only where planned: a clock a hair short of a clean start after
+            # the sleep must not cost a call): puts the window at its phase
+            while placed.reference_s > placed.start_s and clock() < placed.reference_s:
                 value = fn()
                 if sync is not None:
                     sync()
                 result.lead_in_calls += 1
             t_ref = clock()
             before = self.read()
-            end, minimum = block_end(plan, grid, t_ref)
+            end, minimum = block_end(schedule.plan, grid, t_ref)
             latencies: list[int] = []
             while True:
                 call_start = self._clock()
@@ -372,12 +402,27 @@ class Measurer:
             self._add_trial(result, Trial(
                 calls=len(latencies), window_s=t_end - t_ref,
                 joules=self._deltas(before, after, t_end - t_ref), latencies_ns=latencies,
-                counted_steps=grid.steps_between(t_ref, t_end)))
+                counted_steps=grid.steps_between(t_ref, t_end),
+                phase_set=(placed.phase_set, placed.set_size)))
+            sets.append((placed.phase_set, placed.set_size))
             estimate = sum(latencies) / len(latencies) / 1e9
+        spent = clock() - begin
         if not any(t.counted_steps for t in result.trials):
             result.invalid_reason = (
                 f"no window spanned a step of the {period * 1e3:.3g} ms {self.meter.name} "
                 "counter: raise max_time")
+        elif complete_sets(sets) == 0:
+            result.warnings.append(
+                f"{PARTIAL_COVERAGE} {len(sets)} of the {sets[0][1]} phases the sensor needs "
+                f"to see every part of a call ran within max_time {max_time_s:g} s; calls "
+                "with power structure finer than the counter period may be misjudged; "
+                f"raise max_time to about {plan.set_s + period:.2g} s")
+        elif spent > max_time_s * 1.05:
+            result.warnings.append(
+                f"measured {spent:.2g} s, over the {max_time_s:g} s default max_time, to "
+                f"sample every part of a {estimate * 1e3:.3g} ms call (the sensor "
+                f"averages {_ms(plan.window_s)} of every {period * 1e3:.3g} ms); set "
+                "max_time to cap it")
         return (value,)
 
     @contextmanager

@@ -175,11 +175,20 @@ def details_section(entry: dict[str, Any]) -> str:
     meter = f"{entry.get('meter')} {','.join(entry.get('domains') or [])}{est}"
     if entry.get("joules_per_call") is not None:
         spread = entry.get("joules_spread") or {}
+        cv = spread.get("cv")
+        cv_text = "CV n/a" if cv is None else f"CV {cv * 100:.1f}%"
+        trials = entry.get("trials") or []
+        if entry.get("plan") == "phase-aligned":
+            sets = {tuple(t["phase_set"]) for t in trials if t.get("phase_set")}
+            how = (f"pooled over {len(trials)} phase-aligned windows in {len(sets)} phase "
+                   f"set{'s' if len(sets) != 1 else ''}; per "
+                   f"{'set' if len(sets) >= 2 else 'window'}")
+        else:
+            how = f"median of {len(trials)} trials;"
         lines.append(
-            f"energy: {format_energy(entry['joules_per_call'])} per call (median of "
-            f"{len(entry.get('trials') or [])} trials; min {format_energy(spread.get('min'))}, "
-            f"max {format_energy(spread.get('max'))}, CV {spread.get('cv', 0) * 100:.1f}%), "
-            f"meter {meter}"
+            f"energy: {format_energy(entry['joules_per_call'])} per call ({how} min "
+            f"{format_energy(spread.get('min'))}, max {format_energy(spread.get('max'))}, "
+            f"{cv_text}), meter {meter}"
         )
         if entry.get("joules_per_item") is not None:
             lines.append(f"energy per item: {format_energy(entry['joules_per_item'])} "

@@ -36,6 +36,8 @@ class Trial:
     latencies_ns: list[int] = field(default_factory=list)
     items: float | None = None  # items processed in the whole window, when known
     counted_steps: int | None = None  # counter steps inside the window (aligned plan)
+    # (index, size) of the window's phase set (aligned plan, pytest_energy.antialias)
+    phase_set: tuple[int, int] | None = None
 
     @property
     def total_joules(self) -> float:
@@ -68,6 +70,7 @@ class EnergyResult:
     plan: str = "windows"
     step_period_s: float | None = None  # measured counter step period (aligned plan)
     lead_in_calls: int = 0  # unmeasured calls that put windows at their phase
+    sensor_window_s: float | None = None  # the sensor's averaging window, when declared
     idle_watts: dict[str, float] | None = None  # per domain, when an idle baseline was taken
 
     # ----- counts -----------------------------------------------------------------
@@ -89,12 +92,39 @@ class EnergyResult:
 
     # ----- energy -----------------------------------------------------------------
     def _per_call(self) -> list[float]:
+        """Per-call energy of each trial; for the phase-aligned plan, of each whole
+        phase set when there are two or more (each samples every part of the calls),
+        else of each window (aliased by design: a spread, not a precision)."""
         if self.plan == "phase-aligned":
+            sets = self._aligned_sets()
+            if len(sets) >= 2:
+                return [self._pooled(group) for group in sets]
             return [self._pooled([t]) for t in self._aligned_trials()]
         return [t.joules_per_call for t in self.trials if t.calls > 0]
 
+    def _per_call_trials(self) -> list[list[Trial]]:
+        """The trials behind each value of :meth:`_per_call`."""
+        if self.plan == "phase-aligned":
+            sets = self._aligned_sets()
+            return sets if len(sets) >= 2 else [[t] for t in self._aligned_trials()]
+        return [[t] for t in self.trials if t.calls > 0]
+
     def _aligned_trials(self) -> list[Trial]:
-        return [t for t in self.trials if t.calls > 0 and t.counted_steps]
+        """The windows the phase-aligned estimate pools: those that counted a step,
+        from whole phase sets only (see ``antialias.in_complete_sets``)."""
+        from pytest_energy.antialias import in_complete_sets
+
+        keep = in_complete_sets([t.phase_set or (None, 1) for t in self.trials])
+        return [t for t, kept in zip(self.trials, keep, strict=True)
+                if kept and t.calls > 0 and t.counted_steps]
+
+    def _aligned_sets(self) -> list[list[Trial]]:
+        """The pooled windows grouped by phase set (one group per window without a set)."""
+        groups: dict[object, list[Trial]] = {}
+        for index, trial in enumerate(self._aligned_trials()):
+            key: object = trial.phase_set[0] if trial.phase_set else ("window", index)
+            groups.setdefault(key, []).append(trial)
+        return list(groups.values())
 
     def _pooled(self, trials: list[Trial]) -> float:
         """Phase-aligned estimate: the calls' mean power over every counted step (each
@@ -119,14 +149,19 @@ class EnergyResult:
     @property
     def aligned_halves_disagreement(self) -> float | None:
         """Relative difference of the pooled estimates over even- and odd-numbered
-        windows: the accuracy check of the phase-aligned plan (its windows differ by
-        design, so their CV says nothing)."""
-        trials = self._aligned_trials()
-        if self.plan != "phase-aligned" or len(trials) < 4:
+        whole phase sets: the accuracy check of the phase-aligned plan (its windows
+        differ by design, so their CV says nothing; a set samples every part of the
+        calls, so two sets should agree). ``None`` with fewer than two sets."""
+        if self.plan != "phase-aligned":
             return None
-        even, odd = self._pooled(trials[0::2]), self._pooled(trials[1::2])
-        mean = (even + odd) / 2
-        return abs(even - odd) / mean if mean > 0 else None
+        sets = self._aligned_sets()
+        if len(sets) < 2:
+            return None
+        even = [t for group in sets[0::2] for t in group]
+        odd = [t for group in sets[1::2] for t in group]
+        first, second = self._pooled(even), self._pooled(odd)
+        mean = (first + second) / 2
+        return abs(first - second) / mean if mean > 0 else None
 
     @property
     def joules_per_item(self) -> float | None:
@@ -163,15 +198,29 @@ class EnergyResult:
         return any(c.startswith("contaminated") for c in self.conditions)
 
     @property
-    def joules_spread(self) -> dict[str, float] | None:
-        """Min, max and coefficient of variation of per-call energy across trials."""
+    def joules_spread(self) -> dict[str, float | None] | None:
+        """Min, max and coefficient of variation of per-call energy across trials
+        (phase-aligned: across whole phase sets, see :meth:`_per_call`). The CV is
+        ``None`` when it cannot be judged: a single trial, or a single phase set (its
+        windows differ by design). With no whole set (partial coverage), it is the
+        windows' own spread: large when the calls have structure the partial set may
+        have misjudged."""
         if not self.valid:
             return None
         values = self._per_call()
         mean = statistics.fmean(values)
-        cv = statistics.stdev(values) / mean if len(values) > 1 and mean > 0 else 0.0
-        if self.plan == "phase-aligned":  # windows differ by design: judge the halves
-            cv = self.aligned_halves_disagreement or 0.0
+        cv: float | None = (statistics.stdev(values) / mean
+                            if len(values) > 1 and mean > 0 else None)
+        if self.plan == "phase-aligned" and any(t.phase_set for t in self.trials):
+            from pytest_energy.antialias import complete_sets
+
+            whole = complete_sets([t.phase_set or (None, 1) for t in self.trials])
+            if whole >= 2:
+                cv = self.aligned_halves_disagreement
+            elif whole == 1:
+                cv = None
+        elif self.plan == "phase-aligned":
+            cv = self.aligned_halves_disagreement
         return {"min": min(values), "max": max(values), "cv": cv}
 
     def joules_per_call_by_domain(self) -> dict[str, float] | None:
@@ -199,12 +248,18 @@ class EnergyResult:
         """Per-call energy of each trial (gross, or above idle with ``dynamic``)."""
         if not self.valid:
             return []
-        trials = self._aligned_trials() if self.plan == "phase-aligned" else [
-            t for t in self.trials if t.calls > 0]
+        groups = self._per_call_trials()
         values = self._per_call()
         if dynamic:
-            values = [v - self._idle_per_call(t) for v, t in zip(values, trials, strict=True)]
+            values = [v - self._idle_per_group(g) for v, g in zip(values, groups, strict=True)]
         return values
+
+    def _idle_per_group(self, trials: list[Trial]) -> float:
+        if len(trials) == 1:
+            return self._idle_per_call(trials[0])
+        idle = sum((self.idle_watts or {}).get(d, 0.0) for d in self.domains)
+        busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
+        return idle * busy / sum(t.calls for t in trials)
 
     @property
     def watts(self) -> float | None:
@@ -264,6 +319,7 @@ class EnergyResult:
             "plan": self.plan,
             "step_period_s": self.step_period_s,
             "lead_in_calls": self.lead_in_calls,
+            "sensor_window_s": self.sensor_window_s,
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
             "warnings": list(self.warnings),
@@ -275,6 +331,8 @@ class EnergyResult:
                     "items": t.items,
                     "latency_ms_median": (statistics.median(t.latencies_ns) / 1e6
                                           if t.latencies_ns else None),
+                    "counted_steps": t.counted_steps,
+                    "phase_set": None if t.phase_set is None else list(t.phase_set),
                 }
                 for t in self.trials
             ],

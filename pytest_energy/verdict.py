@@ -118,8 +118,9 @@ class _Checker:
         return value / budget
 
     def _cv(self) -> float:
+        """The trials' CV; 0 when it cannot be judged (then nothing is inconclusive)."""
         spread = self.result.joules_spread
-        return spread["cv"] if spread else 0.0
+        return (spread.get("cv") or 0.0) if spread else 0.0
 
     def _inconclusive(self, budget: float, per_trial: list[float]) -> bool:
         return (len(per_trial) > 1 and self._cv() > self.config.max_cv

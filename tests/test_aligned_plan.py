@@ -18,7 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 sensor_sim = pytest.importorskip("sensor_sim")  # needs numpy
 
-from pytest_energy.measure import Measurer  # noqa: E402
+from pytest_energy.measure import PARTIAL_COVERAGE, Measurer  # noqa: E402
+from pytest_energy.results import EnergyResult  # noqa: E402
 
 A100 = sensor_sim.SENSORS["a100"]
 
@@ -31,6 +32,7 @@ class SteppedSimMeter:
     update_period_s = 0.1
     stepped_counter = True
     max_plausible_watts = None
+    sensor_window_s: float | None = None  # what an A100's NVML meter declares: 0.025
 
     def __init__(self, sim: object) -> None:
         self.sim = sim
@@ -45,17 +47,21 @@ class SteppedSimMeter:
         pass
 
 
-def _measure(seed: int, *, aligned: bool) -> tuple[float, float]:
-    call = sensor_sim.pulsed_call(0.05)
+def _measure(seed: int, *, aligned: bool, call_s: float = 0.05,
+             window_s: float | None = None,
+             max_time_s: float | None = 2.0) -> tuple[float, EnergyResult]:
+    call = sensor_sim.pulsed_call(call_s)
     # reads cost 0.2 ms of simulated time: polling for steps stays cheap to simulate
     sim = sensor_sim.SensorSim(A100, call, seed=seed, read_cost_s=2e-4)
     meter = SteppedSimMeter(sim)
+    meter.sensor_window_s = window_s
     if not aligned:
         meter.stepped_counter = False  # type: ignore[misc]
     measurer = Measurer(meter, device="cuda:0", clock=lambda: int(sim.clock()() * 1e9),
                         sleep=sim.sleep, isolate=False, read_timeout_s=0,
                         rng=random.Random(seed))
-    _, result = measurer.run(sim.run_call, warmup=1, rounds=None, trials=5, max_time_s=2.0)
+    _, result = measurer.run(sim.run_call, warmup=1, rounds=None, trials=5,
+                             max_time_s=max_time_s)
     assert result.joules_per_call is not None
     return result.joules_per_call / call.energy_j - 1, result
 
@@ -78,3 +84,40 @@ def test_aligned_result_reports_its_plan_and_stays_in_budget() -> None:
     data = result.to_dict()
     assert data["plan"] == "phase-aligned" and data["joules_per_call"] > 0
     assert result.total_calls == result.calls + result.warmup_calls + result.lead_in_calls
+
+
+@pytest.mark.parametrize("call_s", [0.1, 0.3])
+def test_declared_sensor_window_measures_long_pulsed_calls_within_2_s(call_s: float) -> None:
+    errors = []
+    for seed in range(6):
+        error, result = _measure(seed, aligned=True, call_s=call_s, window_s=0.025,
+                                 max_time_s=None)
+        errors.append(abs(error))
+        assert result.sensor_window_s == 0.025
+        assert result.lead_in_calls == 0  # clean phases: no call is spent on lead-ins
+        assert sum(t.window_s for t in result.trials) <= 2.0
+        assert not result.warnings, result.warnings
+        sets = {t.phase_set for t in result.trials}
+        assert all(size == 4 for _, size in sets)
+    assert max(errors) <= 0.02, errors
+
+
+def test_one_second_calls_run_past_the_default_max_time_to_cover_the_sensor() -> None:
+    error, result = _measure(1, aligned=True, call_s=1.0, window_s=0.025, max_time_s=None)
+    assert abs(error) <= 0.02
+    assert result.calls == 4 and {t.phase_set for t in result.trials} == {(0, 4)}
+    assert any(w.startswith("measured 4") and "over the 2 s default max_time" in w
+               for w in result.warnings), result.warnings
+    spread = result.joules_spread
+    assert spread is not None and spread["cv"] is None  # one set: no spread to judge
+    trials = result.to_dict()["trials"]
+    assert [t["phase_set"] for t in trials] == [[0, 4]] * 4
+    assert all(t["counted_steps"] == 10 for t in trials)
+
+
+def test_an_explicit_max_time_is_kept_and_partial_coverage_reported() -> None:
+    error, result = _measure(1, aligned=True, call_s=1.0, window_s=0.025, max_time_s=2.0)
+    assert result.calls == 1
+    assert any(w.startswith(PARTIAL_COVERAGE) and "raise max_time to about 4" in w
+               for w in result.warnings), result.warnings
+    assert abs(error) > 0.1  # what the warning is about: this call has 50 ms structure

@@ -158,25 +158,69 @@ def test_grid_exact_cases():
         aa.StepGrid(0.0, 0.0)
 
 
+# ----- phase sets -------------------------------------------------------------------------
+def _coverage(phases: list[float], window: float, span: float, points: int = 2000) -> list[int]:
+    """How many sensor windows [phase - window, phase] (cyclic over span) cover each of
+    ``points`` evenly spaced points of the span."""
+    counts = []
+    for k in range(points):
+        x = (k + 0.5) / points * span
+        counts.append(sum(math.floor((p - x) / span) - math.floor((p - window - x) / span)
+                          for p in phases))
+    return counts
+
+
+@pytest.mark.parametrize("window,span,size", [
+    (0.025, 0.05, 2), (0.025, 0.03, 6), (0.025, 0.001, 1), (0.025, 0.0001, 1),
+    (0.025, 0.01, 2), (0.010, 0.05, 5), (0.025, 0.02, 4),
+])
+def test_set_size_is_the_fewest_phases_that_cover_the_span_evenly(window, span, size):
+    assert aa.set_size(window, span) == size
+    counts = _coverage([i * span / size for i in range(size)], window, span)
+    assert max(counts) == min(counts)  # every point of the call sampled equally often
+    if size > 1:  # one phase fewer would not do
+        fewer = _coverage([i * span / (size - 1) for i in range(size - 1)], window, span)
+        assert max(fewer) > min(fewer)
+
+
+@settings(max_examples=200)
+@given(window=st.floats(0.001, 0.1), span=st.floats(0.0005, 0.1))
+def test_set_size_keeps_the_coverage_imbalance_small_or_least(window, span):
+    size = aa.set_size(window, span, cap=16)
+    imbalance = aa.coverage_imbalance(size, window, span)
+    assert 1 <= size <= 16
+    assert imbalance <= aa.SET_TOLERANCE or imbalance <= min(
+        aa.coverage_imbalance(n, window, span) for n in range(1, 17)) + 1e-12
+
+
+def test_coverage_imbalance_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        aa.coverage_imbalance(0, 0.025, 0.05)
+    with pytest.raises(ValueError):
+        aa.coverage_imbalance(2, 0.0, 0.05)
+
+
 # ----- plans -----------------------------------------------------------------------------
 @settings(max_examples=300)
 @given(period=st.sampled_from([0.02, 0.05, 0.1]), call=st.floats(1e-5, 1.5),
        budget=st.floats(0.5, 5.0), window=st.sampled_from([None, 0.25, 0.5, 1.0]),
-       shift=st.floats(0, 0.999))
-def test_plan_respects_the_time_budget(period, call, budget, window, shift):
+       cover=st.booleans())
+def test_plan_respects_the_time_budget_unless_told_to_cover(period, call, budget, window,
+                                                            cover):
     sensor_window = None if window is None else window * period
     plan = aa.choose_plan(period, call, budget_s=budget, sensor_window_s=sensor_window,
-                          shift=shift)
-    assert plan.blocks >= 1 and len(plan.phases_s) == plan.blocks
-    if plan.blocks > 1:
-        assert plan.expected_s <= budget + 1e-9
-    else:  # one block of one call is the floor, even over budget
-        assert plan.expected_s <= max(budget, period + 0.5 * period + 2 * call) + 1e-9
+                          cover=cover)
+    assert plan.blocks >= 1 and plan.set_size >= 1
     assert plan.mode == ("short" if call < period - 2 * plan.guard_s else "long")
-    if plan.mode == "short":
-        assert all(0 <= p < call for p in plan.phases_s)
-    else:
-        assert all(plan.guard_s <= p <= period - plan.guard_s + 1e-12 for p in plan.phases_s)
+    if plan.blocks == 1:  # one block of one call is the floor, even over budget
+        assert plan.expected_s <= max(budget, period + 0.5 * period + 2 * call) + 1e-9
+    elif plan.expected_s > budget + 1e-9:
+        # over budget only to finish the first whole set, and only when asked to
+        assert plan.cover and plan.blocks == plan.set_size
+    if plan.blocks >= plan.set_size:
+        assert plan.blocks % plan.set_size == 0  # whole sets only
+    for phase in plan.long_phases_s:
+        assert plan.clean_before_s <= phase <= period - plan.guard_s + 1e-12
 
 
 def test_plan_block_counts_for_the_default_budget():
@@ -184,25 +228,41 @@ def test_plan_block_counts_for_the_default_budget():
     assert aa.choose_plan(0.1, 0.001).blocks == 9
     # A100/H100 window known: most blocks start clean, about one period each
     assert aa.choose_plan(0.1, 0.001, sensor_window_s=0.025).blocks == 19
-    # a call as long as the budget: one block, started right after a counter step
+    assert aa.choose_plan(0.1, 0.05, sensor_window_s=0.025).set_size == 2
+    # long calls, window known: four clean phases whose windows tile the period
+    plan = aa.choose_plan(0.1, 0.3, sensor_window_s=0.025)
+    assert (plan.mode, plan.set_size, plan.blocks, plan.clean_before_s) == (
+        "long", 4, 4, pytest.approx(0.025 + 0.25 * plan.guard_s))
+    assert plan.long_phases_s == pytest.approx((0.02525, 0.04983, 0.07442, 0.099), abs=1e-5)
+    assert plan.expected_s <= 2.0
+    # 1 s calls: a set takes ~4 s; cover (default) runs it, otherwise the budget rules
+    assert aa.choose_plan(0.1, 1.0, sensor_window_s=0.025).blocks == 4
+    capped = aa.choose_plan(0.1, 1.0, sensor_window_s=0.025, cover=False)
+    assert capped.blocks == 1 and not capped.covered and capped.expected_s <= 2.0
+    # unknown window and a call as long as the budget: one block right after a step
     plan = aa.choose_plan(0.1, 1.5)
-    assert plan.blocks == 1 and plan.phases_s == (0.1 - plan.guard_s,)
+    assert plan.blocks == 1 and plan.long_phases_s == (0.1 - plan.guard_s,)
+    assert plan.clean_before_s == 0.0
     with pytest.raises(ValueError):
         aa.choose_plan(0.0, 0.01)
 
 
+# ----- placing blocks --------------------------------------------------------------------
 @settings(max_examples=300)
 @given(period=st.sampled_from([0.02, 0.1]), call=st.floats(1e-4, 0.3),
        window=st.sampled_from([None, 0.25, 0.5]), now=st.floats(0, 10),
-       index=st.integers(0, 70), ref=st.floats(0, 1), drift=st.floats(0.97, 1.03))
-def test_next_block_places_the_counted_samples_at_the_planned_phase(
-        period, call, window, now, index, ref, drift):
+       fraction=st.floats(0, 0.999), ref=st.floats(0, 1), drift=st.floats(0.97, 1.03))
+def test_place_block_puts_the_counted_samples_at_the_phase(
+        period, call, window, now, fraction, ref, drift):
     plan = aa.choose_plan(period, call, sensor_window_s=None if window is None
-                          else window * period, shift=0.3)
+                          else window * period)
     grid = aa.StepGrid(ref, period)
     actual = call * drift  # the measured call, a little off the warm-up estimate
-    start, reference, finish = aa.next_block(plan, grid, now, index, actual)
-    phase = plan.phases_s[index % plan.blocks]
+    if plan.mode == "short":
+        phase = fraction * actual
+    else:
+        phase = plan.guard_s + fraction * (period - 2 * plan.guard_s)
+    start, reference, finish, *_ = aa.place_block(plan, grid, now, phase, actual)
     assert now <= start <= reference <= finish
     lead_calls = math.ceil((reference - start) / actual - 1e-9) if reference > start else 0
     first_read = start + lead_calls * actual
@@ -214,30 +274,113 @@ def test_next_block_places_the_counted_samples_at_the_planned_phase(
     end, calls = aa.block_end(plan, grid, first_read)
     first_counted = grid.next_step(first_read)
     if plan.mode == "short":
-        # the counted step is `phase` (scaled to the measured call) into a call
         into_call = (first_counted - start) % actual
-        want = phase * actual / plan.call_s
-        assert min(abs(into_call - want), actual - abs(into_call - want)) < 1e-7
+        assert min(abs(into_call - phase), actual - abs(into_call - phase)) < 1e-7
         assert grid.steps_between(first_read, end) == plan.steps_per_block
-        assert first_counted - period * plan.steps_per_block < first_read
+        assert first_counted - period * plan.steps_per_block <= first_read
     else:
-        # On phase, or (rarely: a call within a few % of the period measured shorter than
-        # planned, found by hypothesis) the documented fallback: a lead-in that still
-        # reads after the step's guard, at another phase. Its rate is checked below.
+        # On phase, or (rarely: a call within a few % of the period, found by
+        # hypothesis) the documented fallback: a lead-in that still reads after the
+        # step's guard, at another phase. Its rate is checked below.
         assert first_counted - first_read == pytest.approx(phase, abs=1e-7) or (
-            plan.clean_before_s == 0.0) or (
             first_read >= grid.last_step(reference) + plan.guard_s - 1e-9)
         assert calls == plan.calls_per_block
     assert finish >= max(end, first_read + calls * actual) - 1e-9
 
 
-def test_next_block_waits_at_most_a_call_for_short_calls():
+def test_short_blocks_wait_at_most_a_call():
     plan = aa.choose_plan(0.1, 0.003)
+    schedule = aa.PhaseSchedule(plan, shift=0.4)
     grid = aa.StepGrid(0.0, 0.1)
     for i in range(plan.blocks):
         now = 0.1 * i + 0.0123
-        start, _, _ = aa.next_block(plan, grid, now, i)
-        assert start - now < 0.003 + 1e-12
+        assert schedule.next_block(grid, now, 0.003).start_s - now < 0.003 + 1e-12
+
+
+def test_long_call_fallback_placements_are_rare():
+    """Over a grid of calls near and above the period, drifts of +-3% and start times,
+    blocks land on their planned phase in all but a small fraction of placements."""
+    placements = off_phase = 0
+    for period in (0.02, 0.1):
+        for factor in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0, 1.2, 1.5, 2, 3):
+            call = period * factor
+            for window in (None, period / 4):
+                plan = aa.choose_plan(period, call, sensor_window_s=window)
+                if plan.mode != "long" or plan.clean_before_s == 0.0:
+                    continue
+                grid = aa.StepGrid(0.0123, period)
+                phases = plan.long_phases_s or tuple(
+                    plan.guard_s + (i + 0.3) / 4 * (period - 2 * plan.guard_s)
+                    for i in range(4))
+                for drift in (0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03):
+                    actual = call * drift
+                    for phase in phases:
+                        for now in (0.0, 0.37, 1.234):
+                            start, reference, *_ = aa.place_block(plan, grid, now, phase,
+                                                                  actual)
+                            lead = (math.ceil((reference - start) / actual - 1e-9)
+                                    if reference > start else 0)
+                            first_read = start + lead * actual
+                            placements += 1
+                            if abs(grid.next_step(first_read) - first_read - phase) > 1e-7:
+                                off_phase += 1
+    assert placements > 1000
+    assert off_phase / placements < 0.01
+
+
+# ----- the schedule ------------------------------------------------------------------------
+def test_long_sets_hand_out_the_tiling_with_short_pauses():
+    plan = aa.choose_plan(0.1, 0.3, sensor_window_s=0.025, budget_s=4.0)
+    schedule = aa.PhaseSchedule(plan, shift=0.7)
+    grid = aa.StepGrid(0.0, 0.1)
+    now, handed = 0.05, []
+    for _ in range(2 * plan.set_size):
+        block = schedule.next_block(grid, now, 0.3)
+        first_step = grid.next_step(block.start_s)
+        handed.append((block.phase_set, block.set_size,
+                       round(first_step - block.start_s, 9)))
+        assert block.reference_s == block.start_s  # clean: no lead-in call
+        if len(handed) > 1:
+            assert block.start_s - now <= 0.025 + 2 * plan.guard_s  # about a window
+        now = block.start_s + 0.3
+    assert [h[0] for h in handed] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert all(h[1] == 4 for h in handed)
+    for index in (0, 1):
+        phases = sorted(h[2] for h in handed if h[0] == index)
+        assert phases == pytest.approx(sorted(plan.long_phases_s), abs=1e-9)
+
+
+def test_short_sets_are_spaced_evenly_over_the_measured_call():
+    plan = aa.choose_plan(0.1, 0.05, sensor_window_s=0.025)
+    schedule = aa.PhaseSchedule(plan, shift=0.1)
+    grid = aa.StepGrid(0.0, 0.1)
+    now, by_set = 0.0, {}
+    for _ in range(6):
+        block = schedule.next_block(grid, now, 0.05)
+        counted = grid.next_step(block.reference_s)
+        # the counted step sits `phase` into a call started at block.start_s
+        by_set.setdefault(block.phase_set, []).append(
+            round((counted - block.start_s) % 0.05, 9))
+        now = counted + 0.001
+    assert sorted(by_set) == [0, 1, 2]
+    for phases in by_set.values():
+        a, b = sorted(phases)
+        assert b - a == pytest.approx(0.025, abs=1e-9)  # two phases half a call apart
+    assert len({min(p) for p in by_set.values()}) == 3  # sets rotated against each other
+
+
+def test_first_set_is_abandoned_when_the_first_block_measures_another_call():
+    # the warm-up said 95 ms (a short call); the first block measured 100 ms (long)
+    plan = aa.choose_plan(0.1, 0.095, sensor_window_s=0.025)
+    assert plan.mode == "short"
+    schedule = aa.PhaseSchedule(plan, shift=0.0)
+    grid = aa.StepGrid(0.0, 0.1)
+    first = schedule.next_block(grid, 0.0, 0.095)
+    second = schedule.next_block(grid, first.finish_s, 0.1)
+    assert (first.phase_set, second.phase_set) == (0, 1)
+    assert schedule.plan.mode == "long" and second.set_size == 4
+    sets = [(first.phase_set, first.set_size), (second.phase_set, second.set_size)]
+    assert aa.complete_sets(sets) == 0
 
 
 # ----- combining blocks -----------------------------------------------------------------
@@ -258,28 +401,16 @@ def test_per_call_energy_is_power_per_counted_step_times_call_duration():
     assert aa.per_call_energy([], grid) is None
 
 
-def test_long_call_fallback_placements_are_rare():
-    """Over a grid of calls near and above the period, drifts of +-3% and start times,
-    blocks land on their planned phase in all but a small fraction of placements."""
-    placements = off_phase = 0
-    for period in (0.02, 0.1):
-        for factor in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0, 1.2, 1.5, 2, 3):
-            call = period * factor
-            plan = aa.choose_plan(period, call, shift=0.3)
-            if plan.mode != "long" or plan.clean_before_s == 0.0:
-                continue
-            grid = aa.StepGrid(0.0123, period)
-            for drift in (0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03):
-                actual = call * drift
-                for index in range(plan.blocks):
-                    for now in (0.0, 0.37, 1.234):
-                        start, reference, _ = aa.next_block(plan, grid, now, index, actual)
-                        lead = (math.ceil((reference - start) / actual - 1e-9)
-                                if reference > start else 0)
-                        first_read = start + lead * actual
-                        phase = plan.phases_s[index % plan.blocks]
-                        placements += 1
-                        if abs(grid.next_step(first_read) - first_read - phase) > 1e-7:
-                            off_phase += 1
-    assert placements > 1000
-    assert off_phase / placements < 0.01
+def test_only_whole_sets_are_pooled_unless_none_is_whole():
+    sets = [(0, 2), (0, 2), (1, 2), (None, 1)]
+    assert aa.in_complete_sets(sets) == [True, True, False, True]
+    assert aa.complete_sets(sets) == 1
+    assert aa.in_complete_sets([(0, 4), (0, 4)]) == [True, True]  # partial: all count
+    assert aa.complete_sets([(0, 4), (0, 4)]) == 0
+    grid = aa.StepGrid(0.0, 0.1)
+    whole = [aa.BlockReading(10.0, 0.05, 0.151, 1, 0.1, 0, 2),
+             aa.BlockReading(30.0, 0.25, 0.351, 1, 0.1, 0, 2)]
+    unfinished = aa.BlockReading(1000.0, 0.45, 0.551, 1, 0.1, 1, 2)
+    # 40 J over two counted steps of 0.1 s: 200 W x 0.1 s per call; the unfinished
+    # set's block is left out
+    assert aa.per_call_energy([*whole, unfinished], grid) == pytest.approx(20.0)

@@ -168,6 +168,31 @@ def mixed(monkeypatch: pytest.MonkeyPatch) -> FakePynvml:
     )
 
 
+@pytest.mark.parametrize("names,window", [
+    (["NVIDIA H100 80GB HBM3", "NVIDIA H200"], 0.025),
+    (["NVIDIA A100-SXM4-80GB"], 0.025),
+    (["NVIDIA GH200 480GB"], 0.025),
+    (["Tesla V100-SXM2-16GB"], None),  # no published sensor window: plan for the worst
+    (["NVIDIA L4"], None),
+    (["NVIDIA A100-SXM4-80GB", "NVIDIA L4"], None),  # GPUs that differ: unknown
+])
+def test_sensor_window_is_declared_only_where_published(
+        monkeypatch: pytest.MonkeyPatch, names: list[str], window: float | None) -> None:
+    install(monkeypatch, [hopper(i, name=name) for i, name in enumerate(names)])
+    meter = NvmlMeter()
+    assert meter.sensor_window_s == window
+    assert meter.describe()["sensor_window_s"] == window
+
+
+def test_sampled_meter_declares_no_sensor_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, [hopper(0)])
+    meter = NvmlMeter(sample_power=True)
+    try:
+        assert meter.sampled and meter.sensor_window_s is None
+    finally:
+        meter.close()
+
+
 def test_fastest_first_on_mixed_gpus_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
     mixed(monkeypatch)
     info = NvmlMeter().describe()
@@ -404,6 +429,7 @@ def test_describe_fingerprints_each_device(two_gpus: FakePynvml) -> None:
         "mapping_notes": [],
         "sampled": False,
         "sample_period_s": None,
+        "sensor_window_s": 0.025,
     }
     first, second = info["devices"]
     assert first == {

@@ -130,6 +130,12 @@ _CLOCK_JUMP_S = 0.5
 # NVML answers these for "this GPU has no such reading"; other errors are real failures.
 _UNSUPPORTED = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
 _MODULE_SCOPE = re.compile(r"GH200|Grace", re.IGNORECASE)
+# GPUs whose power sensor is published to average 25 ms of every 100 ms (Yang, Adamek,
+# Armour, SC'24, arXiv 2312.02741: A100 and H100). Hopper parts share the H100's
+# sensor design; the measuring plan uses the window to sample every part of a call
+# (pytest_energy.antialias). Unlisted GPUs get None: the plan then assumes the worst.
+PART_TIME_SENSOR = re.compile(r"\b(A100|A800|H100|H200|H800|H20|GH200)\b", re.IGNORECASE)
+PART_TIME_SENSOR_WINDOW_S = 0.025
 _MAX_LISTED_PIDS = 10
 
 _FIELD_MEMBERS = {
@@ -387,6 +393,15 @@ class NvmlMeter:
     """True when some GPU's energy is integrated from sampled power, not a counter."""
     sample_period_s: float | None = None
     """The power sampling period of a sampled meter; ``None`` otherwise."""
+
+    @property
+    def sensor_window_s(self) -> float | None:
+        """How much of each counter period the power sensor averages, where published:
+        25 ms for A100/H100-class GPUs (:data:`PART_TIME_SENSOR`); ``None`` (unknown)
+        otherwise, or when the measured GPUs differ."""
+        windows = {PART_TIME_SENSOR_WINDOW_S if PART_TIME_SENSOR.search(gpu.info.name)
+                   else None for gpu in self._gpus}
+        return windows.pop() if len(windows) == 1 and not self.sampled else None
 
     @property
     def stepped_counter(self) -> bool:
@@ -951,6 +966,7 @@ class NvmlMeter:
             "mapping_notes": list(self.mapping.notes),
             "sampled": self.sampled,
             "sample_period_s": self.sample_period_s,
+            "sensor_window_s": self.sensor_window_s,
             "devices": [
                 {
                     "domain": gpu.domain,
