@@ -51,6 +51,11 @@ PERIOD_INTERVALS = 5
 
 COARSE_WARNING = "coarse windows:"
 PARTIAL_COVERAGE = "partial sensor coverage:"
+UNSETTLED_WARNING = "power not settled:"
+SETTLE_TOLERANCE = 0.03  # power up by more than this over the lookback: still rising
+SETTLE_LOOKBACK_S = 0.05  # ... compared with the window this long before (or a period)
+SETTLE_UPDATES = 10  # continuous meters: a settle window spans this many counter updates
+SETTLE_MIN_S = 0.01
 MAX_ALIGNED_BLOCKS = 256  # a safety net: plans hold at most 64 blocks plus a set
 
 
@@ -70,7 +75,7 @@ class Measurer:
                  isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
                  sync: Callable[[], Any] | None = None, idle_baseline: bool = False,
                  sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, settle_max_s: float = 0.0) -> None:
         self.meter = meter
         self._guard = guard_for(meter, read_timeout_s)
         # Optional meter attribute; None disables the check (simulated meters).
@@ -85,6 +90,8 @@ class Measurer:
         self._sync: Callable[[], Any] | None = (
             None if not syncs else syncs[0] if len(syncs) == 1 else _both(*syncs))
         self._idle_baseline = idle_baseline and not meter.estimated
+        # warm-up until power stops rising: hardware meters only (a model has no ramp)
+        self._settle_max_s = settle_max_s if not meter.estimated else 0.0
         self._sleep = sleep
         self._rng = rng or random.Random()
         # Counters that step at a coarse period (NVML's total energy) get the
@@ -286,6 +293,8 @@ class Measurer:
             value = fn()
             self._synced()
             result.warmup_calls += 1
+        if rounds is None and self._settle_max_s > 0:
+            value = self._settle(fn, result)
         if rounds is None and self._aligned:
             aligned = self._run_aligned(fn, max_time_s=max_time_s, cover=cover,
                                         result=result)
@@ -301,6 +310,85 @@ class Measurer:
         first = result.trials[-1]
         for _ in range(remaining_trials(first.window_s, trials=trials, max_time_s=max_time_s)):
             value = self._window(fn, first.calls, result)
+        return value
+
+    # ----- warm-up until power stops rising ------------------------------------------
+    def _settle(self, fn: Callable[[], Any], result: EnergyResult) -> Any:
+        """Run the code in back-to-back windows until the device's power stops rising
+        (a window within ``SETTLE_TOLERANCE`` of, or below, the window that ended
+        ``SETTLE_LOOKBACK_S`` or one counter period earlier), at most ``settle_max_s``;
+        the windows count as warm-up. A GPU ramps its clocks and power
+        for up to a few hundred ms after idling: measuring during the ramp reads low.
+
+        Windows span ``SETTLE_UPDATES`` counter updates (at least ``SETTLE_MIN_S``); a
+        coarse stepped counter (NVML) gets one counter step per window, each read taken
+        between calls right after the counter moved, so the window's power is exact for
+        the steps it counts (one sensor sample each: aliased, but a ramp still shows).
+        Stopping on "not rising" ends early on noise rather than running long; still
+        rising at the cap is reported in the result's warnings.
+        """
+        period = self.meter.update_period_s
+        stepped = self._aligned and period > 0
+        window = max(SETTLE_MIN_S, SETTLE_UPDATES * period)
+        begin = self._clock()
+        deadline = begin + int(self._settle_max_s * 1e9)
+        value: Any = None
+        watts: list[float] = []
+        ends: list[int] = []
+        lookback_ns = int(max(SETTLE_LOOKBACK_S, period) * 1e9 * 0.999)
+        settled = False
+        partial = True
+        self._synced()
+        last = self.read()
+        last_at = self._clock()
+        while True:
+            start_value, start_at = last, last_at
+            calls = 0
+            while True:
+                value = fn()
+                self._synced()
+                calls += 1
+                now = self._clock()
+                if stepped:
+                    current = self.read()
+                    if sum(current.values()) != sum(start_value.values()):
+                        last, last_at = current, self._clock()
+                        break
+                    if now >= deadline:
+                        last, last_at = current, now
+                        break
+                elif (now - start_at) / 1e9 >= window or now >= deadline:
+                    last, last_at = self.read(), self._clock()
+                    break
+            result.warmup_calls += calls
+            seconds = (last_at - start_at) / 1e9
+            joules = sum(self._deltas(start_value, last, max(seconds, 1e-9)).values())
+            if stepped:
+                if partial:  # the first window starts mid-period: not whole steps
+                    partial = False
+                else:
+                    watts.append(joules / (max(1, round(seconds / period)) * period))
+                    ends.append(last_at)
+            elif seconds > 0:
+                watts.append(joules / seconds)
+                ends.append(last_at)
+            # compare with the latest window that ended a lookback earlier: a rise
+            # measured per unit of time, whatever the window length
+            earlier = [i for i, end in enumerate(ends[:-1]) if end <= ends[-1] - lookback_ns]
+            if earlier and watts[-1] <= watts[earlier[-1]] * (1 + SETTLE_TOLERANCE):
+                settled = True
+                break
+            if self._clock() >= deadline:
+                break
+        result.settle_watts = watts
+        result.settled = settled
+        result.settle_s = (self._clock() - begin) / 1e9
+        if not settled and len(watts) >= 2 and watts[-1] > watts[0] * (1 + SETTLE_TOLERANCE):
+            shown = ", ".join(f"{w:.3g}" for w in watts[-4:])
+            result.warnings.append(
+                f"{UNSETTLED_WARNING} power was still rising after {result.settle_s:.2g} s "
+                f"of warm-up (last windows: {shown} W): the measurement may read low; "
+                "raise energy_warmup_settle")
         return value
 
     # ----- the phase-aligned plan (coarse stepped counters, e.g. NVML) -----------------

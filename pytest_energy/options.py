@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,6 +62,22 @@ def parse_positive_seconds(value: object, *, argument: str) -> float:
     if seconds <= 0:
         raise EnergyConfigError(f"{argument}={value!r} is not valid: it must be > 0")
     return seconds
+
+
+def parse_seconds_or_zero(value: object, *, argument: str) -> float:
+    """A duration >= 0 in seconds (numbers are seconds; units accepted; 0 turns off)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value} s"
+    if isinstance(value, str) and re.fullmatch(r"\s*0+(\.0*)?\s*(s|ms|us)?\s*", value):
+        return 0.0
+    try:
+        return parse_duration_ms(value, argument=argument) / 1e3
+    except EnergyConfigError as exc:
+        if "negative" in str(exc):
+            raise EnergyConfigError(
+                f"{argument}={value!r} is not valid: it must be >= 0 (0 turns it off)"
+            ) from None
+        raise
 
 
 def parse_fraction(value: object, *, argument: str) -> float:
@@ -209,6 +226,10 @@ SESSION_SETTINGS: tuple[Setting, ...] = (
     _setting("idle_baseline", lambda v, argument: parse_bool(v, argument=argument), True,
              "measure each hardware meter's idle power once per session, to report dynamic "
              "energy (gross minus idle) beside gross energy (default true)"),
+    _setting("warmup_settle", lambda v, argument: parse_seconds_or_zero(v, argument=argument),
+             1.0, "after the warm-up calls, keep running the code until the device's power "
+             "stops rising (hardware meters, auto rounds), at most this long, in seconds or "
+             "with a unit; 0 turns it off (default 1 s)"),
     _setting("read_timeout", lambda v, argument: parse_positive_seconds(v, argument=argument),
              10.0, "longest wait for one meter read before the meter counts as hung, in "
              "seconds or with a unit (default 10 s)"),
@@ -335,6 +356,7 @@ class SessionConfig:
         self.read_timeout: float = values["read_timeout"].value
         self.contention: str = values["contention"].value
         self.idle_baseline: bool = values["idle_baseline"].value
+        self.warmup_settle: float = values["warmup_settle"].value
         self.estimate_watts_per_core: float = values["estimate_watts_per_core"].value
         self.per_test_defaults: dict[str, Resolved] = {
             s.name: values[s.name] for s in PER_TEST_SETTINGS}

@@ -71,6 +71,11 @@ class EnergyResult:
     step_period_s: float | None = None  # measured counter step period (aligned plan)
     lead_in_calls: int = 0  # unmeasured calls that put windows at their phase
     sensor_window_s: float | None = None  # the sensor's averaging window, when declared
+    # warm-up until power stops rising: each settle window's watts, and whether it stopped
+    # rising before the time cap (None: no settle stage ran)
+    settle_watts: list[float] = field(default_factory=list)
+    settled: bool | None = None
+    settle_s: float = 0.0
     idle_watts: dict[str, float] | None = None  # per domain, when an idle baseline was taken
 
     # ----- counts -----------------------------------------------------------------
@@ -320,6 +325,9 @@ class EnergyResult:
             "step_period_s": self.step_period_s,
             "lead_in_calls": self.lead_in_calls,
             "sensor_window_s": self.sensor_window_s,
+            "warmup_settle": None if self.settled is None else {
+                "settled": self.settled, "seconds": self.settle_s,
+                "watts": list(self.settle_watts)},
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
             "warnings": list(self.warnings),

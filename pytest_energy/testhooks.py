@@ -69,7 +69,8 @@ def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
     device = state.config.device if state.config.device != "auto" else choice.device
     return Measurer(choice.meter, device=device, meter_note=choice.note,
                     read_timeout_s=session.config.read_timeout, sync=state.config.sync,
-                    idle_baseline=session.config.idle_baseline)
+                    idle_baseline=session.config.idle_baseline,
+                    settle_max_s=session.config.warmup_settle)
 
 
 @pytest.hookimpl(wrapper=True)
