@@ -205,7 +205,15 @@ def details_section(entry: dict[str, Any]) -> str:
             f"max {format_duration_ms(latency['max'])}"
         )
     lines.append(f"calls: {entry.get('calls', 0)} measured + {entry.get('warmup_calls', 0)} "
-                 "warm-up")
+                 "warm-up" + (f" + {entry['lead_in_calls']} lead-in"
+                              if entry.get("lead_in_calls") else ""))
+    settle = entry.get("warmup_settle")
+    if settle and settle.get("watts"):
+        watts = settle["watts"]
+        lines.append(
+            f"warm-up settle: {settle['seconds'] * 1e3:.3g} ms, {len(watts)} windows, "
+            f"{watts[0]:.3g} -> {watts[-1]:.3g} W, "
+            f"{'settled' if settle['settled'] else 'not settled'}")
     budget = entry.get("budget") or {}
     if budget.get("joules") is not None or budget.get("latency_ms") is not None:
         lines.append(

@@ -142,8 +142,10 @@ def test_option_turns_settling_off_and_rejects_bad_values(meters: pytest.Pyteste
             time.sleep(0.002)
     """)
     watt = ["--energy-meter=energy_test_meters:make_watt_meter", "-p", "no:cacheprovider"]
-    result = meters.runpytest(*watt, "--energy-json=on.json")
+    result = meters.runpytest(*watt, "--energy-json=on.json", "-rA")
     result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines(
+        [r"warm-up settle: [\d.]+ ms, \d+ windows, [\d.]+ -> [\d.]+ W, settled"])
     on = json.loads((meters.path / "on.json").read_text())["tests"][0]
     assert on["warmup_settle"]["settled"] is True
     result = meters.runpytest(*watt, "--energy-warmup-settle=0", "--energy-json=off.json")
