@@ -54,6 +54,12 @@ def _arg_type(parse: Callable[..., Any], argument: str) -> Callable[[str], Any]:
     return convert
 
 
+def _parse_keep(value: object, *, argument: str) -> int:
+    from pytest_energy.units import parse_count
+
+    return parse_count(value, argument=argument, minimum=1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pytest_energy.compare import (
         DEFAULT_ALPHA,
@@ -119,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--metric", choices=list(METRICS), default="joules")
     plot.add_argument("-o", "--output", default="energy.png",
                       help="output file, .png or .svg (default energy.png)")
+
+    prune = commands.add_parser(
+        "prune", help="delete old runs: keep the newest N per machine (named runs stay)")
+    prune.add_argument("--keep", type=_arg_type(_parse_keep, "--keep"), required=True,
+                       metavar="N", help="unnamed runs to keep per machine fingerprint")
+    prune.add_argument("--named-too", action="store_true",
+                       help="also delete named runs (baselines) beyond the newest N")
+    prune.add_argument("--dry-run", action="store_true",
+                       help="list what would be deleted, delete nothing")
 
     export = commands.add_parser("export", help="export runs with every test and trial")
     export.add_argument("--json", action="store_true", required=True,
@@ -447,6 +462,26 @@ class Cli:
         axes.set_xlabel(f"{metric.label} ({metric.unit}, log scale)")
         axes.set_title(f"{metric.label} per test vs budget, run {run.label}")
         axes.legend()
+
+    def prune(self, args: argparse.Namespace) -> int:
+        from pytest_energy.storage import open_storage, prune_candidates
+
+        with self.open() as storage:
+            runs = storage.runs()
+        doomed = prune_candidates(runs, keep=args.keep, include_named=args.named_too)
+        listed = ", ".join(f"#{r.id}" for r in sorted(doomed, key=lambda r: r.id))
+        if args.dry_run or not doomed:
+            verb = "would delete" if args.dry_run else "nothing to delete:"
+            self.print(f"{verb} {len(doomed)} of {len(runs)} run(s)"
+                       + (f": {listed}" if doomed else ""))
+            return EXIT_OK
+        writable = open_storage(self.storage_dir, create=True)
+        assert writable is not None
+        with writable:
+            deleted = writable.delete_runs(r.id for r in doomed)
+        self.print(f"deleted {deleted} of {len(runs)} run(s): {listed}; kept "
+                   f"{len(runs) - deleted}")
+        return EXIT_OK
 
     def export(self, args: argparse.Namespace) -> int:
         from pytest_energy.storage import SCHEMA_VERSION

@@ -32,7 +32,7 @@ import json
 import re
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,23 @@ class Storage:
         assert info is not None
         return info
 
+    def delete_runs(self, run_ids: Iterable[int]) -> int:
+        """Delete runs and their results in one transaction; return how many went."""
+        if not self.writable:
+            raise StorageError(f"{self.path}: opened read-only")
+        ids = sorted({int(i) for i in run_ids})
+        deleted = 0
+        with self._errors("deleting runs"):
+            db = self._db
+            with _immediate_transaction(db):
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start:start + _IN_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(f"DELETE FROM results WHERE run_id IN ({marks})", chunk)
+                    cursor = db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+                    deleted += cursor.rowcount
+        return deleted
+
     # ----- reading ----------------------------------------------------------------------
     def runs(self, *, fingerprint: str | None = None, name: str | None = None,
              limit: int | None = None) -> list[RunInfo]:
@@ -424,6 +441,24 @@ def _corrupt_message(path: Path, doing: str, exc: Exception) -> str:
             "was left untouched; move it away (or restore it from a backup) and the next "
             "--energy-save / --energy-autosave starts a new history, or point "
             "--energy-storage at another directory")
+
+
+def prune_candidates(runs: Sequence[RunInfo], *, keep: int,
+                     include_named: bool = False) -> list[RunInfo]:
+    """The runs a prune deletes: all but the newest ``keep`` per machine fingerprint;
+    named runs (baselines saved with --energy-save=NAME) are kept unless
+    ``include_named``, and never count toward ``keep``."""
+    if keep < 1:
+        raise ValueError("keep must be >= 1")
+    seen: dict[str, int] = {}
+    doomed = []
+    for run in sorted(runs, key=lambda r: r.id, reverse=True):
+        if run.name and not include_named:
+            continue
+        seen[run.fingerprint] = seen.get(run.fingerprint, 0) + 1
+        if seen[run.fingerprint] > keep:
+            doomed.append(run)
+    return doomed
 
 
 def db_path(directory: str | Path) -> Path:

@@ -213,3 +213,35 @@ def test_module_and_console_script_entry_points(history: Path) -> None:
     assert helped.returncode == 0
     for command in ("runs", "show", "compare", "history", "plot", "export"):
         assert command in helped.stdout
+
+
+def test_prune_keeps_the_newest_per_machine_and_every_named_run(tmp_path: Path) -> None:
+    directory = tmp_path / ".energy"
+    other = {**HERE, "hostname": "elsewhere", "cpu_model": "Other CPU 9000"}
+    save(directory, "main", [entry("tests/t.py::test_a", STEADY)])  # 1
+    for _ in range(4):  # 2-5
+        save(directory, None, [entry("tests/t.py::test_a", STEADY)])
+    save(directory, None, [entry("tests/t.py::test_a", STEADY)], machine=other)  # 6
+    save(directory, None, [entry("tests/t.py::test_a", STEADY)], machine=other)  # 7
+    code, out, _ = run("--storage", str(directory), "prune", "--keep", "1", "--dry-run")
+    assert (code, out.strip()) == (0, "would delete 4 of 7 run(s): #2, #3, #4, #6")
+    code, out, _ = run("--storage", str(directory), "runs", "--json")
+    assert len(json.loads(out)) == 7  # a dry run deletes nothing
+    code, out, _ = run("--storage", str(directory), "prune", "--keep", "1")
+    assert (code, out.strip()) == (0, "deleted 4 of 7 run(s): #2, #3, #4, #6; kept 3")
+    code, out, _ = run("--storage", str(directory), "runs", "--json")
+    assert [r["id"] for r in json.loads(out)] == [7, 5, 1]
+    code, out, _ = run("--storage", str(directory), "show", "#2")
+    assert code == 3  # its results went with it
+    code, out, _ = run("--storage", str(directory), "prune", "--keep", "1")
+    assert out.strip() == "nothing to delete: 0 of 3 run(s)"
+    code, out, _ = run("--storage", str(directory), "prune", "--keep", "1", "--named-too")
+    assert out.strip() == "deleted 1 of 3 run(s): #1; kept 2"
+
+
+def test_prune_needs_a_positive_keep(history: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run("--storage", str(history), "prune", "--keep", "0")
+    assert code == 2
+    assert "--keep" in capsys.readouterr().err
+    code, _, _ = run("--storage", str(history), "prune")
+    assert code == 2
