@@ -614,6 +614,25 @@ class RegressionGate:
         return lines
 
 
+def junit_properties(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Suite-level junitxml properties for a finished gate (its ``result`` dict): the
+    compare verdict is known only at session end, after the test cases were written."""
+    if not result or not result.get("requested"):
+        return []
+    baseline = result.get("baseline") or {}
+    counts = result.get("counts") or {}
+    props = [
+        ("energy_compare_status", str(result.get("status"))),
+        ("energy_compare_baseline", "" if not baseline else f"#{baseline.get('id')}"
+         + (f" {baseline['name']!r}" if baseline.get("name") else "")),
+        ("energy_compare_regressions", str(len(result.get("regressions") or []))),
+        ("energy_compare_improvements", str(len(result.get("improvements") or []))),
+        ("energy_compare_counts", ", ".join(f"{n} {k}" for k, n in counts.items())),
+    ]
+    props += [("energy_compare_regressed", nodeid) for nodeid in result.get("regressions") or []]
+    return props
+
+
 def _run_summary(run: RunInfo) -> dict[str, Any]:
     return {"id": run.id, "name": run.name, "created": run.created, "commit": run.commit,
             "dirty": run.dirty, "branch": run.branch, "fingerprint": run.fingerprint}

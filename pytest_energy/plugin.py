@@ -154,6 +154,9 @@ class EnergySession:
                                 hints(entries, tables, self.rightsizing))
         return self._rightsized
 
+    # first: the JSON, the compare and the junitxml suite properties must be ready before
+    # other plugins' sessionfinish (junitxml writes its file there)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self._pool is not None:
             from pytest_energy.isolation import unregister_process
@@ -175,6 +178,7 @@ class EnergySession:
 
             self.gate.extra_markdown = markdown_sections(tables, carbon, found)
             compare = self.gate.finish(list(self.entries.values()), meter, machine_info())
+            _add_junit_suite_properties(session.config, compare)
             code = self.gate.exit_status()
             if code is not None and session.exitstatus == 0:
                 session.exitstatus = code
@@ -254,6 +258,21 @@ class EnergySession:
                 ("energy compare FAILED", "pytest-energy:")))
         for error in self.report_errors:
             terminalreporter.write_line(f"pytest-energy: {error}", red=True)
+
+
+def _add_junit_suite_properties(config: pytest.Config, compare: dict[str, Any]) -> None:
+    """The compare verdict as junitxml testsuite properties, when --junitxml is on."""
+    try:
+        from _pytest.junitxml import xml_key  # the key record_testsuite_property uses
+    except ImportError:  # pragma: no cover - a pytest without it: skip the extra
+        return
+    from pytest_energy.gate import junit_properties
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for name, value in junit_properties(compare):
+        xml.add_global_property(name, value)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

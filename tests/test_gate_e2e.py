@@ -324,6 +324,24 @@ def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) ->
     assert len(list(tree.iter("testcase"))) == 2
 
 
+def test_junitxml_suite_properties_carry_the_compare_verdict(suite: Suite) -> None:
+    assert suite.run(STEADY, "--energy-save=main", "--junitxml=base.xml").ret == 0
+    base = ET.parse(suite.path / "base.xml")
+    assert not [p for p in base.iter("property") if p.get("name", "").startswith(
+        "energy_compare")]  # no compare asked: nothing claimed
+    result = suite.run(A_PLUS_20, "--energy-compare=main", "--junitxml=junit.xml")
+    assert result.ret == 1
+    suite_props = [(p.get("name"), p.get("value"))
+                   for p in ET.parse(suite.path / "junit.xml").find("testsuite")
+                   .find("properties").iter("property")]
+    props = dict(suite_props)
+    assert props["energy_compare_status"] == "failed"
+    assert props["energy_compare_baseline"] == "#1 'main'"
+    assert props["energy_compare_regressions"] == "1"
+    assert ("energy_compare_regressed", "test_model.py::test_a") in suite_props
+    assert "1 regressed" in props["energy_compare_counts"]
+
+
 def test_suggested_budgets_from_history(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     result = suite.run(STEADY, "--energy-suggest-budgets=budgets.json")
