@@ -25,7 +25,7 @@ after one warm-up call; the error is estimated / true energy of one call - 1. Pl
 * ``aligned?W`` the same with the window always unknown (an unlisted GPU).
 * ``aligned+W`` the same, always told the sensor's window (25/10/100 ms).
 
-The aligned plans use a counter period timed by polling over 5 steps once per device
+The aligned plans use a counter period timed by polling over 10 steps once per device
 and session (not counted in the measuring time); ``--period-intervals 0
 --period-error 0.005`` tells them a period 0.5% off instead (they need it within ~0.1%).
 The simulated calls last exactly their nominal duration, a divisor or multiple of the
@@ -219,7 +219,7 @@ def plan_aligned_w(sim: SensorSim, rng: np.random.Generator, budget_s: float,
 
 @dataclass
 class Settings:
-    period_intervals: int = 5  # 0: the aligned plans are told the period, off by ...
+    period_intervals: int = 10  # 0: the aligned plans are told the period, off by ...
     period_error: float = 0.0
     period_estimate: Array = field(default_factory=lambda: np.zeros(0))  # per device
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensors", default=",".join(SENSORS), help="comma-separated subset")
     parser.add_argument("--call-error", type=float, default=0.05,
                         help="warm-up estimate error of the call duration (uniform +-)")
-    parser.add_argument("--period-intervals", type=int, default=5,
+    parser.add_argument("--period-intervals", type=int, default=10,
                         help="aligned plans time the counter period over this many steps "
                         "once per session (0: they are told it, off by --period-error)")
     parser.add_argument("--period-error", type=float, default=0.0,

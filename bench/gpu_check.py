@@ -14,6 +14,9 @@ changes):
    ``NvmlMeter.read()`` (which includes a torch sync);
 3. the counter's step period: poll the counter in a tight loop for ~2 s, median interval
    between changes (the plugin assumes 100 ms);
+3b. the sensor window: a ~5 ms burst ending d ms before a counter step, d across the
+   period, and which bursts the step's increment registers (the plugin assumes the last
+   25 ms before each step on A100/H100-class GPUs);
 4. idle power over 2 s from the counter, and from the plugin's power sampler
    (``NvmlMeter(sample_power=True)``) over the same window: % difference;
 5. the same comparison over a 2 s busy window of bf16 8192^3 matrix products;
@@ -39,6 +42,7 @@ import contextlib
 import functools
 import itertools
 import json
+import math
 import os
 import statistics
 import sys
@@ -278,27 +282,58 @@ class Check:
             sampled.close()
 
     def _paired_window(self, sampled: Any, busy: Callable[[], Any] | None) -> dict[str, Any]:
+        """Both meters over one window that starts and ends right after counter steps
+        (where the counter exists), so the counter side is exact for whole steps rather
+        than +-1 step (+-5% of a 2 s window)."""
+        step_value = self._counter_value if self.has_counter() else None
+
+        def run_until(stop: Callable[[], bool]) -> int:
+            done = 0
+            while not stop():
+                if busy is None:
+                    time.sleep(0.0005)
+                    continue
+                for _ in range(8):
+                    busy()
+                done += 8
+                self.sync()  # keep the launch queue short
+            return done
+
+        def stepped(value: Callable[[], int]) -> Callable[[], bool]:
+            """Stop at the counter's next step, or after 3 periods without one."""
+            first, give_up = value(), time.perf_counter() + 3 * self.meter.update_period_s
+
+            def stop() -> bool:
+                if value() != first:
+                    return True
+                if time.perf_counter() >= give_up:
+                    state["aligned"] = False  # a frozen counter: the check says so below
+                    return True
+                return False
+
+            return stop
+
+        state = {"aligned": step_value is not None}
+        if step_value is not None:  # start just after a step
+            run_until(stepped(step_value))
         c0 = sum(self.meter.read().values())
         s0 = sum(sampled.read().values())
         start = time.perf_counter()
-        calls = 0
-        if busy is None:
-            time.sleep(self.window_s)
-        else:
-            while time.perf_counter() - start < self.window_s:
-                for _ in range(8):
-                    busy()
-                calls += 8
-                self.sync()  # keep the launch queue short
+        calls = run_until(lambda: time.perf_counter() - start >= self.window_s)
+        if step_value is not None:  # end just after a step
+            calls += run_until(stepped(step_value))
         c1 = sum(self.meter.read().values())
         s1 = sum(sampled.read().values())
         seconds = time.perf_counter() - start
         counter_w, sampled_w = (c1 - c0) / seconds, (s1 - s0) / seconds
         return {
-            "seconds": seconds, "calls": calls,
+            "seconds": seconds, "calls": calls, "step_aligned": state["aligned"],
             "counter_w": counter_w, "sampled_w": sampled_w,
             "difference": (sampled_w - counter_w) / counter_w if counter_w > 0 else None,
         }
+
+    def _counter_value(self) -> int:
+        return int(self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
 
     def _compare_row(self, label: str, window: dict[str, Any], source: str, key: str) -> None:
         self.data.setdefault("counter_vs_sampled", {})[key] = {**window, "source": source}
@@ -311,6 +346,93 @@ class Check:
             ))
         else:
             self.rows.append((label, f"{window['sampled_w']:.1f} W", f"{source}{extra}"))
+
+    def sensor_window(self) -> None:
+        """Probe which part of each counter period the power sensor sees: a ~5 ms burst
+        of matrix products that ends ``d`` ms before a counter step, for ``d`` across
+        the period; the step's increment above an idle step shows whether the burst
+        was inside the sensor's window. The plugin assumes, for A100/H100-class GPUs,
+        that the window is the last 25 ms before each step (``sensor_window_s``)."""
+        if not self.has_counter():
+            self.rows.append(("sensor window probe", "n/a", "no energy counter on this GPU"))
+            return
+        from pytest_energy.antialias import measure_grid
+
+        nvml, handle = self.pynvml, self.handle
+
+        def read() -> float:
+            return float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle)) / 1e3
+
+        grid = measure_grid(read, time.perf_counter, intervals=10, timeout_s=1.0,
+                            max_resolution_s=5e-4)
+        if grid is None:
+            raise RuntimeError("the counter did not step within 1 s")
+        period = grid.period_s
+        call, _ = self.matmul(SIZE, self.torch.bfloat16)
+        call()
+        self.sync()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            call()
+        self.sync()
+        burst_calls = max(1, round(0.005 / ((time.perf_counter() - t0) / 3)))
+        t0 = time.perf_counter()
+        for _ in range(burst_calls):
+            call()
+        self.sync()
+        burst_s = time.perf_counter() - t0
+
+        def one_step(end_before_s: float | None) -> float:
+            """The increment of one counter step, after an optional burst that ends
+            ``end_before_s`` before that step."""
+            first = measure_grid(read, time.perf_counter, period_s=period, timeout_s=1.0,
+                                 max_resolution_s=5e-4)
+            if first is None:
+                raise RuntimeError("lost the counter's steps")
+            before = read()
+            target = first.next_step(time.perf_counter())
+            if end_before_s is not None:
+                start = target - end_before_s - burst_s
+                while time.perf_counter() < start:
+                    pass
+                for _ in range(burst_calls):
+                    call()
+                self.sync()
+            while time.perf_counter() < target + 0.002:
+                pass
+            after = read()
+            # late (more than one step) or early (the grid was off: no step): no sample
+            if first.steps_between(first.ref_s, time.perf_counter()) != 1 or after == before:
+                return float("nan")
+            return after - before
+
+        def median(values: list[float]) -> float:  # of the samples taken; NaN if none
+            taken = [v for v in values if not math.isnan(v)]
+            return statistics.median(taken) if taken else float("nan")
+
+        idle = median([one_step(None) for _ in range(6)])
+        offsets_ms = list(range(0, int(period * 1e3), 5))
+        seen: dict[int, float] = {}
+        for d in offsets_ms:
+            seen[d] = median([one_step(d / 1e3) - idle for _ in range(2)])
+        top = max((v for v in seen.values() if not math.isnan(v)), default=0.0)
+        inside = [d for d, v in seen.items() if top > 0 and v > 0.5 * top]
+        window_ms = (max(inside) + burst_s * 1e3) if inside else None
+        self.data["sensor_window"] = {
+            "period_ms": period * 1e3, "burst_ms": burst_s * 1e3, "burst_calls": burst_calls,
+            "idle_step_j": idle, "excess_j_by_end_before_ms": seen,
+            "estimated_window_ms": window_ms,
+            "plugin_window_s": self.meter.sensor_window_s,
+        }
+        profile = " ".join(f"{d}:{v:.2g}" for d, v in seen.items())
+        self.rows.append((
+            "sensor window probe",
+            "n/a" if window_ms is None else f"~{window_ms:.0f} ms of {period * 1e3:.0f}",
+            f"a {burst_s * 1e3:.1f} ms burst ending d ms before a step adds J to it: "
+            f"{profile}; registered for d in {min(inside) if inside else '-'}.."
+            f"{max(inside) if inside else '-'} ms; plugin assumes "
+            f"{_window_text(self.meter.sensor_window_s)}",
+        ))
 
     def workloads(self) -> None:
         torch = self.torch
@@ -333,8 +455,6 @@ class Check:
         result = self._measure(call, rows)
         latency = result.latency_ms or {}
         spread = result.joules_spread or {}
-        seconds = sum(t.window_s for t in result.trials)
-        joules = sum(t.total_joules for t in result.trials)
         calls = sum(t.calls for t in result.trials)
         median_ms = latency.get("median")
         record = {
@@ -344,7 +464,7 @@ class Check:
             "cv": spread.get("cv"),
             "trials": [{"calls": t.calls, "window_s": t.window_s, "joules": t.total_joules}
                        for t in result.trials],
-            "avg_watts": joules / seconds if seconds else None,
+            "avg_watts": result.watts,  # per counted step under the aligned plan
             "tflops": flops / (median_ms / 1e3) / 1e12 if median_ms else None,
             "warnings": list(result.warnings),
             "invalid_reason": result.invalid_reason,
@@ -354,7 +474,8 @@ class Check:
         notes = [
             f"{fmt_energy(result.joules_per_item)}/item",
             f"{median_ms:.3g} ms/call" if median_ms else "no latency",
-            f"CV {spread['cv'] * 100:.1f}%" if "cv" in spread else "no CV",
+            f"CV {spread['cv'] * 100:.1f}%" if spread.get("cv") is not None else "no CV",
+            f"plan {result.plan}",
             f"{len(result.trials)} trials x {calls // max(1, len(result.trials))} calls",
             f"{record['avg_watts']:.0f} W" if record["avg_watts"] else "",
             f"{record['tflops']:.3g} TFLOP/s" if record["tflops"] else "",
@@ -374,7 +495,9 @@ class Check:
             if result.joules_per_call is None:
                 raise RuntimeError(f"a run was not measured: {result.invalid_reason}")
             per_call.append(result.joules_per_call)
-            inner_cv.append((result.joules_spread or {}).get("cv", 0.0))
+            cv_run = (result.joules_spread or {}).get("cv")
+            if cv_run is not None:
+                inner_cv.append(cv_run)
             time.sleep(0.25)
         mean = statistics.fmean(per_call)
         cv = statistics.stdev(per_call) / mean
@@ -383,13 +506,15 @@ class Check:
         self.rows.append((
             "repeatability: bf16 8192^3, 5 runs", f"CV {cv * 100:.2f}%",
             f"J/call {fmt_energy(min(per_call))} .. {fmt_energy(max(per_call))}; "
-            f"within-run CV median {statistics.median(inner_cv) * 100:.2f}%",
+            + (f"within-run CV median {statistics.median(inner_cv) * 100:.2f}%" if inner_cv
+               else "within-run CV n/a"),
         ))
 
     def run(self) -> None:
         self.step("device", self.device_row)
         self.step("read latency", self.read_latency)
         self.step("counter step period", self.counter_steps)
+        self.step("sensor window probe", self.sensor_window)
         self.step("counter vs sampled power", self.counter_vs_sampled)
         self.workloads()
         self.step("repeatability", self.repeatability)
@@ -398,6 +523,10 @@ class Check:
         self.meter.close()
         with contextlib.suppress(Exception):
             self.pynvml.nvmlShutdown()
+
+
+def _window_text(window_s: float | None) -> str:
+    return "an unknown window" if window_s is None else f"the last {window_s * 1e3:g} ms"
 
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:

@@ -301,7 +301,7 @@ class SensorSim:
     def wait_for_step(self) -> tuple[Array, Array]:
         """Fast equivalent of spinning on :meth:`read_counter_j` until the value changes
         (what :func:`pytest_energy.antialias.wait_for_step` does): returns the new value
-        and the clock reading taken just before the read that saw it. Needs
+        and the clock reading taken just after the read that saw it. Needs
         ``read_cost_s > 0``."""
         cost = self.read_cost_s
         if cost <= 0:
@@ -315,7 +315,7 @@ class SensorSim:
         self.sleep_until(seen_at)
         value = self.read_counter_j()
         self.reads += int(j.max()) - 1  # the polls in between (bookkeeping only)
-        return value, seen_at
+        return value, self._t.copy()
 
     # ----- plugin-facing views of one device -------------------------------------------
     def clock(self, device: int = 0) -> Callable[[], float]:

@@ -125,13 +125,18 @@ def phase_offsets(count: int, span_s: float, *, sequence: Sequence_ = "stratifie
 @dataclass(frozen=True)
 class Step:
     """A counter step seen by polling: the new ``value``, and ``time_s``, the clock read
-    just before the read that first returned it. The step happened in
-    ``(time_s - resolution_s, time_s]`` (``resolution_s``: time between the last two
-    polls)."""
+    just after the read that first returned it. The step happened in
+    ``(time_s - resolution_s, time_s]`` (``resolution_s``: from the clock before the
+    previous read to the clock after this one; a slow read widens it)."""
 
     value: float
     time_s: float
     resolution_s: float
+
+    @property
+    def midpoint_s(self) -> float:
+        """The middle of the interval the step lies in (unbiased, for timing periods)."""
+        return self.time_s - self.resolution_s / 2
 
 
 def wait_for_step(read: Callable[[], float], clock: Callable[[], float], *,
@@ -141,21 +146,24 @@ def wait_for_step(read: Callable[[], float], clock: Callable[[], float], *,
     change (a counter that never moves, e.g. an idle meter at mJ resolution).
 
     Spins in a tight loop unless ``sleep`` and ``poll_s`` are given. Call it when the
-    measured device is idle or between calls: a step is only seen at a poll.
+    measured device is idle or between calls: a step is only seen at a poll. The clock
+    is read on both sides of every read, so a slow read (a preempted thread, a busy
+    driver) shows as a wide ``resolution_s`` instead of a wrong step time.
     """
-    first = read()
     previous = clock()
+    first = read()
     deadline = previous + timeout_s
     while True:
         if sleep is not None and poll_s > 0:
             sleep(poll_s)
-        now = clock()
+        before = clock()
         value = read()
+        after = clock()
         if value != first:
-            return Step(value, now, now - previous)
-        if now >= deadline:
+            return Step(value, after, after - previous)
+        if after >= deadline:
             return None
-        previous = now
+        previous = before
 
 
 @dataclass(frozen=True)
@@ -193,28 +201,53 @@ class StepGrid:
 
 def measure_grid(read: Callable[[], float], clock: Callable[[], float], *,
                  period_s: float | None = None, intervals: int = 1,
-                 timeout_s: float | None = None) -> StepGrid | None:
+                 timeout_s: float | None = None,
+                 max_resolution_s: float | None = None) -> StepGrid | None:
     """Find the counter's step grid by polling (the device should be idle).
 
     With ``period_s`` given, one step is enough (cost: up to one period). Otherwise
-    ``intervals`` + 1 steps are timed and the period is their mean interval (cost up to
-    ``intervals + 1`` periods; do it once per device and session and pass the result as
-    ``period_s`` afterwards). ``None`` if the counter did not step within ``timeout_s``
-    (default: 3 x ``period_s``, or 1 s).
+    ``intervals`` + 1 steps are timed and the period is the mean interval between their
+    midpoints (cost up to ``intervals + 1`` periods; do it once per device and session
+    and pass the result as ``period_s`` afterwards). A step seen less precisely than
+    ``max_resolution_s`` (a slow read) is not used: polling goes on to the next one.
+    The grid is anchored at the latest time the step can have happened, so reads
+    planned "just after a step" are never early. ``None`` if no usable step came within
+    ``timeout_s`` (default: 3 x ``period_s``, or 1 s) of the last one.
     """
     limit = timeout_s if timeout_s is not None else (3 * period_s if period_s else 1.0)
-    first = wait_for_step(read, clock, timeout_s=limit)
-    if first is None:
-        return None
+
+    def precise_step() -> Step | None:
+        deadline = clock() + limit
+        best: Step | None = None
+        while True:
+            step = wait_for_step(read, clock, timeout_s=max(0.0, deadline - clock()))
+            if step is None:
+                return best
+            if max_resolution_s is None or step.resolution_s <= max_resolution_s:
+                return step
+            if best is None or step.resolution_s < best.resolution_s:
+                best = step
+            if clock() >= deadline:
+                return best  # every read was slow: the most precise step seen
+
     if period_s is not None:
-        return StepGrid(first.time_s, period_s)
-    last = first
-    for _ in range(max(1, intervals)):
+        first = precise_step()
+        return None if first is None else StepGrid(first.time_s, period_s)
+    # consecutive steps; the period from the first and last precise ones
+    steps: list[Step] = []
+    for _ in range(max(1, intervals) + 1):
         step = wait_for_step(read, clock, timeout_s=limit)
         if step is None:
             return None
-        last = step
-    return StepGrid(last.time_s, (last.time_s - first.time_s) / max(1, intervals))
+        steps.append(step)
+    precise = [i for i, step in enumerate(steps)
+               if max_resolution_s is None or step.resolution_s <= max_resolution_s]
+    i, j = (precise[0], precise[-1]) if len(precise) >= 2 else (0, len(steps) - 1)
+    period = (steps[j].midpoint_s - steps[i].midpoint_s) / (j - i)
+    if not period > 0:
+        return None
+    anchor = steps[-1] if (len(steps) - 1) in precise else precise_step()
+    return None if anchor is None else StepGrid(anchor.time_s, period)
 
 
 # ----- the plan -------------------------------------------------------------------------

@@ -46,7 +46,13 @@ IDLE_MIN_S, IDLE_MAX_S = 0.05, 1.0
 # Counter step period of each meter, timed once per session (the plan needs it to ~0.1%).
 _STEP_PERIOD: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 ALIGNED_MIN_PERIOD_S = 0.005
-PERIOD_INTERVALS = 5
+PERIOD_INTERVALS = 10
+
+
+def _step_resolution(period_s: float) -> float:
+    """How precisely a counter step must be seen to anchor the grid: half the plan's
+    guard (max(0.2 ms, 1% of the period)); a slower read is skipped for the next step."""
+    return max(2e-4, 0.01 * period_s) / 2
 
 
 COARSE_WARNING = "coarse windows:"
@@ -400,14 +406,15 @@ class Measurer:
         return lambda: self.read()[domain]
 
     def step_period(self) -> float | None:
-        """The counter's real step period, timed over 5 steps once per meter."""
+        """The counter's real step period, timed over 10 steps once per meter."""
         from pytest_energy.antialias import measure_grid
 
         known = _STEP_PERIOD.get(self.meter)
         if known is not None:
             return known
         grid = measure_grid(self._first_domain(), self._seconds, intervals=PERIOD_INTERVALS,
-                            timeout_s=3 * self.meter.update_period_s)
+                            timeout_s=3 * self.meter.update_period_s,
+                            max_resolution_s=_step_resolution(self.meter.update_period_s))
         if grid is None or not grid.period_s > 0:
             return None
         with contextlib.suppress(TypeError):
@@ -440,7 +447,8 @@ class Measurer:
         call_s = max((self._clock() - start) / 1e9, 1e-6)
         period = self.step_period()
         grid = None if period is None else measure_grid(
-            self._first_domain(), clock, period_s=period, timeout_s=3 * period)
+            self._first_domain(), clock, period_s=period, timeout_s=3 * period,
+            max_resolution_s=_step_resolution(period))
         if period is None or grid is None:
             result.warnings.append(
                 f"the {self.meter.name} counter did not step within "

@@ -170,9 +170,16 @@ class EnergyResult:
 
     @property
     def joules_per_item(self) -> float | None:
-        """Median over trials of window energy / items in the window."""
+        """Median over trials of window energy / items in the window; for the
+        phase-aligned plan, the pooled per-call energy / items per call (its windows'
+        energies belong to their counted steps, not to their calls)."""
         if not self.valid:
             return None
+        if self.plan == "phase-aligned":
+            per_call = self.joules_per_call
+            if per_call is None or not self.items_per_call:
+                return None
+            return per_call / self.items_per_call
         per_item = []
         for trial in self.trials:
             items = trial.items if trial.items is not None else (
@@ -268,9 +275,16 @@ class EnergyResult:
 
     @property
     def watts(self) -> float | None:
-        """Average power over all windows (total energy / total window time)."""
+        """Average power over all windows (total energy / total window time); for the
+        phase-aligned plan, over the counted counter steps (energy / steps x period)."""
         if not self.valid:
             return None
+        if self.plan == "phase-aligned":
+            trials = self._aligned_trials()
+            steps = sum(t.counted_steps or 0 for t in trials)
+            if not steps or self.step_period_s is None:
+                return None
+            return sum(t.total_joules for t in trials) / (steps * self.step_period_s)
         seconds = sum(t.window_s for t in self.trials)
         return sum(t.total_joules for t in self.trials) / seconds if seconds > 0 else None
 

@@ -121,3 +121,19 @@ def test_an_explicit_max_time_is_kept_and_partial_coverage_reported() -> None:
     assert any(w.startswith(PARTIAL_COVERAGE) and "raise max_time to about 4" in w
                for w in result.warnings), result.warnings
     assert abs(error) > 0.1  # what the warning is about: this call has 50 ms structure
+
+
+def test_aligned_power_and_per_item_energy_follow_the_counted_steps() -> None:
+    call = sensor_sim.constant_call(0.004, watts=300.0)
+    sim = sensor_sim.SensorSim(A100, call, seed=2, read_cost_s=2e-4)
+    meter = SteppedSimMeter(sim)
+    measurer = Measurer(meter, device="cuda:0", clock=lambda: int(sim.clock()() * 1e9),
+                        sleep=sim.sleep, isolate=False, read_timeout_s=0,
+                        rng=random.Random(2))
+    _, result = measurer.run(sim.run_call, warmup=1, rounds=None, trials=5, max_time_s=2.0,
+                             items_per_call=8)
+    assert result.plan == "phase-aligned"
+    assert result.joules_per_call == pytest.approx(300.0 * 0.004, rel=0.01)
+    assert result.joules_per_item == pytest.approx(result.joules_per_call / 8)
+    # the windows hold more time than their counted steps: power is per counted step
+    assert result.watts == pytest.approx(300.0, rel=0.01)

@@ -90,10 +90,11 @@ def test_wait_for_step_returns_right_after_the_step(step, cost):
     got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0)
     assert got is not None
     assert got.value == 1.0
-    # the read that saw it started at or after the step, one poll at most later
-    assert step <= got.time_s < step + cost + 1e-12
+    # the read that saw it started at or after the step, one poll at most later; the
+    # time is taken after that read, so it is never before the step
+    assert step + cost <= got.time_s < step + 2 * cost + 1e-12
     assert got.time_s - got.resolution_s < step
-    assert got.resolution_s == pytest.approx(cost)
+    assert got.resolution_s == pytest.approx(2 * cost)
 
 
 def test_wait_for_step_times_out_cleanly():
@@ -122,16 +123,53 @@ def test_measure_grid_with_a_known_period_and_by_timing_steps():
     counter = FakeCounter(steps, cost=2e-5, start=0.01)
     grid = aa.measure_grid(counter.read, counter.clock, period_s=period)
     assert grid is not None and grid.period_s == period
-    assert grid.ref_s == pytest.approx(0.0371, abs=3e-5)
+    assert 0.0371 <= grid.ref_s <= 0.0371 + 5e-5
     counter = FakeCounter(steps, cost=2e-5, start=0.01)
     grid = aa.measure_grid(counter.read, counter.clock, intervals=4)
     assert grid is not None
     assert grid.period_s == pytest.approx(period, abs=2e-5)
-    assert grid.phase(0.0371) == pytest.approx(0.0, abs=3e-5) or grid.phase(
-        0.0371) == pytest.approx(period, abs=3e-5)
+    assert grid.phase(0.0371) == pytest.approx(0.0, abs=5e-5) or grid.phase(
+        0.0371) == pytest.approx(period, abs=5e-5)
     idle = FakeCounter([], cost=1e-3)
     assert aa.measure_grid(idle.read, idle.clock, period_s=0.01) is None
     assert idle.t < 0.04
+
+
+class SlowReadCounter(FakeCounter):
+    """A FakeCounter whose reads starting in ``slow`` (start, end) take ``slow_cost``:
+    a read preempted right around a step."""
+
+    def __init__(self, steps: list[float], slow: tuple[float, float], slow_cost: float,
+                 **kwargs: float) -> None:
+        super().__init__(steps, **kwargs)
+        self.slow, self.slow_cost = slow, slow_cost
+
+    def read(self) -> float:
+        value = float(bisect.bisect_right(self.steps, self.t))
+        slow = self.slow[0] <= self.t < self.slow[1]
+        self.t += self.slow_cost if slow else self.cost
+        self.reads += 1
+        return value
+
+
+def test_a_slow_read_widens_the_step_instead_of_timing_it_early():
+    # the read that sees the step at 0.1 starts just before it and takes 5 ms: the step
+    # may have happened anywhere in that read, so its time is the read's end
+    counter = SlowReadCounter([0.1], slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
+                              start=0.09)
+    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0)
+    assert got is not None and got.value == 1.0
+    assert got.time_s >= 0.1 and got.resolution_s >= 5e-3
+    # ... and measure_grid skips such a step when asked for precision
+    steps = [0.1 + k * 0.1 for k in range(10)]
+    counter = SlowReadCounter(steps, slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
+                              start=0.09)
+    grid = aa.measure_grid(counter.read, counter.clock, period_s=0.1, max_resolution_s=5e-4)
+    assert grid is not None and 0.2 <= grid.ref_s <= 0.2 + 5e-5  # the next, precise step
+    counter = SlowReadCounter(steps, slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
+                              start=0.09)
+    grid = aa.measure_grid(counter.read, counter.clock, intervals=5, max_resolution_s=5e-4)
+    assert grid is not None and grid.period_s == pytest.approx(0.1, abs=2e-5)
 
 
 # ----- the grid --------------------------------------------------------------------------
