@@ -40,9 +40,9 @@ The remedy planned here (measured by ``bench/accuracy.py``):
 
 Limits: the sensor window must be known for long calls (published for A100/H100;
 unknown windows get lead-in calls and sets sized for a quarter period); guards of
-about 1% of the period at each window end stay unsampled (~0.6% error on the bench's
+about 1% of the period at each window end stay unsampled (~0.5% error on the bench's
 pulsed calls); a long call that is not a whole number of windows leaves part of its
-last window unsampled (4.8% on 370 ms pulsed calls).
+last window unsampled (4.7% on 370 ms pulsed calls).
 
 A measuring loop uses it like this (``read`` = one domain's cumulative joules; the
 period timed once per device and session with ``measure_grid(read, clock)``)::
