@@ -48,6 +48,11 @@ class Trial:
         return self.total_joules / self.calls
 
 
+SET_VALUES_FROM = 5
+"""Phase-aligned results report one value per whole phase set from this many sets on,
+else one per window (see ``EnergyResult._per_call``)."""
+
+
 @dataclass
 class EnergyResult:
     """The measurement of one test (or of what its ``energy`` fixture measured)."""
@@ -98,20 +103,18 @@ class EnergyResult:
     # ----- energy -----------------------------------------------------------------
     def _per_call(self) -> list[float]:
         """Per-call energy of each trial; for the phase-aligned plan, of each whole
-        phase set when there are two or more (each samples every part of the calls),
-        else of each window (aliased by design: a spread, not a precision)."""
-        if self.plan == "phase-aligned":
-            sets = self._aligned_sets()
-            if len(sets) >= 2:
-                return [self._pooled(group) for group in sets]
-            return [self._pooled([t]) for t in self._aligned_trials()]
-        return [t.joules_per_call for t in self.trials if t.calls > 0]
+        phase set when there are ``SET_VALUES_FROM`` or more (each samples every part of
+        the calls), else of each window (aliased by design: wider, but a regression
+        test needs several values; three sets can never be significant)."""
+        return [self._pooled(group) if self.plan == "phase-aligned" else
+                group[0].joules_per_call for group in self._per_call_trials()]
 
     def _per_call_trials(self) -> list[list[Trial]]:
         """The trials behind each value of :meth:`_per_call`."""
         if self.plan == "phase-aligned":
             sets = self._aligned_sets()
-            return sets if len(sets) >= 2 else [[t] for t in self._aligned_trials()]
+            return sets if len(sets) >= SET_VALUES_FROM else [
+                [t] for t in self._aligned_trials()]
         return [[t] for t in self.trials if t.calls > 0]
 
     def _aligned_trials(self) -> list[Trial]:

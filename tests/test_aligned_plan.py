@@ -137,3 +137,34 @@ def test_aligned_power_and_per_item_energy_follow_the_counted_steps() -> None:
     assert result.joules_per_item == pytest.approx(result.joules_per_call / 8)
     # the windows hold more time than their counted steps: power is per counted step
     assert result.watts == pytest.approx(300.0, rel=0.01)
+
+
+def _aligned_result(sets: int, size: int) -> EnergyResult:
+    """Windows of one counted 100 ms step each, ``sets`` whole sets of ``size``; window
+    i of a set reads 10 + i J (aliasing), so every set pools to the same value."""
+    from pytest_energy.results import Trial
+
+    result = EnergyResult(meter="sim", estimated=False, domains=["gpu:0"], device="cuda:0",
+                          plan="phase-aligned", step_period_s=0.1)
+    for k in range(sets):
+        for i in range(size):
+            result.trials.append(Trial(calls=2, window_s=0.1, joules={"gpu:0": 10.0 + i},
+                                       latencies_ns=[50_000_000] * 2, counted_steps=1,
+                                       phase_set=(k, size)))
+    return result
+
+
+def test_values_per_set_from_five_sets_else_per_window() -> None:
+    few = _aligned_result(sets=3, size=4)
+    assert len(few.trial_estimates()) == 12  # per window: three sets cannot be significant
+    assert few.joules_spread is not None and few.joules_spread["cv"] == pytest.approx(0.0)
+    many = _aligned_result(sets=5, size=2)
+    assert many.trial_estimates() == pytest.approx([5.25] * 5)  # (10 + 11) / 2 W x 0.05 s
+    one = _aligned_result(sets=1, size=4)
+    assert one.joules_spread is not None and one.joules_spread["cv"] is None
+    assert one.joules_per_call == pytest.approx((10 + 11 + 12 + 13) / 4 / 0.1 * 0.05)
+    # an unfinished set is left out once a set is whole
+    one.trials.append(one.trials[0].__class__(calls=2, window_s=0.1, joules={"gpu:0": 99.0},
+                                              latencies_ns=[50_000_000] * 2, counted_steps=1,
+                                              phase_set=(1, 4)))
+    assert one.joules_per_call == pytest.approx((10 + 11 + 12 + 13) / 4 / 0.1 * 0.05)
