@@ -57,6 +57,7 @@ def _step_resolution(period_s: float) -> float:
 
 COARSE_WARNING = "coarse windows:"
 PARTIAL_COVERAGE = "partial sensor coverage:"
+MULTI_DEVICE_WARNING = "several devices:"
 UNSETTLED_WARNING = "power not settled:"
 SETTLE_TOLERANCE = 0.03  # power up by more than this over the lookback: still rising
 SETTLE_LOOKBACK_S = 0.05  # ... compared with the window this long before (or a period)
@@ -460,6 +461,13 @@ class Measurer:
         schedule = PhaseSchedule(plan, shift=self._rng.random())
         result.plan, result.step_period_s = "phase-aligned", period
         result.sensor_window_s = plan.window_s
+        domains = self.meter.domains()
+        if len(domains) > 1:
+            result.warnings.append(
+                f"{MULTI_DEVICE_WARNING} windows follow the counter of {domains[0]}; "
+                f"{', '.join(domains[1:])} step on their own grids, so their share carries "
+                "up to a counter step of quantisation per window; measure one GPU per "
+                "test (device='cuda:N') for the best accuracy")
         begin = clock()
         estimate = call_s
         sets: list[tuple[int | None, int]] = []

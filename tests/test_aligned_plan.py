@@ -168,3 +168,26 @@ def test_values_per_set_from_five_sets_else_per_window() -> None:
                                               latencies_ns=[50_000_000] * 2, counted_steps=1,
                                               phase_set=(1, 4)))
     assert one.joules_per_call == pytest.approx((10 + 11 + 12 + 13) / 4 / 0.1 * 0.05)
+
+
+def test_several_stepped_devices_are_aligned_to_the_first_and_say_so() -> None:
+    from pytest_energy.measure import MULTI_DEVICE_WARNING
+
+    call = sensor_sim.constant_call(0.004)
+    sim = sensor_sim.SensorSim(A100, call, seed=4, read_cost_s=2e-4)
+
+    class TwoGpus(SteppedSimMeter):
+        def domains(self) -> list[str]:
+            return ["gpu:0", "gpu:1"]
+
+        def read(self) -> dict[str, float]:
+            value = float(self.sim.read_counter_j()[0])  # type: ignore[attr-defined]
+            return {"gpu:0": value, "gpu:1": value}
+
+    measurer = Measurer(TwoGpus(sim), device="cuda", clock=lambda: int(sim.clock()() * 1e9),
+                        sleep=sim.sleep, isolate=False, read_timeout_s=0,
+                        rng=random.Random(4))
+    _, result = measurer.run(sim.run_call, warmup=1, rounds=None, trials=5, max_time_s=2.0)
+    assert result.plan == "phase-aligned"
+    assert any(w.startswith(MULTI_DEVICE_WARNING) and "gpu:0" in w and "gpu:1" in w
+               for w in result.warnings), result.warnings
