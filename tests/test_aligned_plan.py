@@ -191,3 +191,26 @@ def test_several_stepped_devices_are_aligned_to_the_first_and_say_so() -> None:
     assert result.plan == "phase-aligned"
     assert any(w.startswith(MULTI_DEVICE_WARNING) and "gpu:0" in w and "gpu:1" in w
                for w in result.warnings), result.warnings
+
+
+@pytest.mark.parametrize("call_s", [0.0982, 0.0985, 0.0989])
+def test_calls_just_under_the_period_count_a_step_in_every_block(call_s: float) -> None:
+    """Long mode starts 2 guards under the period, its last phase 1 guard under: a
+    one-call block may end before its step; the block then runs on to the step."""
+    errors = []
+    for seed in range(4):
+        error, result = _measure(seed, aligned=True, call_s=call_s, window_s=0.025,
+                                 max_time_s=None)
+        assert all(t.counted_steps for t in result.trials), result.trials
+        errors.append(abs(error))
+    assert max(errors) <= 0.03, errors
+
+
+@pytest.mark.parametrize("call_s,warned", [(0.11, True), (0.12, True), (0.3, False),
+                                            (0.15, False)])
+def test_long_calls_with_an_unsampled_tail_say_so(call_s: float, warned: bool) -> None:
+    from pytest_energy.measure import UNSAMPLED_TAIL_WARNING
+
+    _, result = _measure(1, aligned=True, call_s=call_s, window_s=0.025, max_time_s=None)
+    found = [w for w in result.warnings if w.startswith(UNSAMPLED_TAIL_WARNING)]
+    assert bool(found) == warned, result.warnings

@@ -452,3 +452,27 @@ def test_only_whole_sets_are_pooled_unless_none_is_whole():
     # 40 J over two counted steps of 0.1 s: 200 W x 0.1 s per call; the unfinished
     # set's block is left out
     assert aa.per_call_energy([*whole, unfinished], grid) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("window,grown", [(0.025, 0.3), (0.025, 1.0), (None, 0.12),
+                                          (None, 0.4)])
+def test_a_call_that_grows_mid_set_gets_a_new_plan_not_a_hang(window, grown):
+    """A short-call set (40 ms) whose calls suddenly last longer than the period (a
+    stall, a recompile): the next block replans instead of searching forever."""
+    plan = aa.choose_plan(0.1, 0.04, sensor_window_s=window)
+    schedule = aa.PhaseSchedule(plan, shift=0.3)
+    grid = aa.StepGrid(0.0, 0.1)
+    now = 0.0
+    for call in (0.04, 0.04, 0.04, grown, grown):
+        block = schedule.next_block(grid, now, call)
+        assert block.start_s >= now
+        now = block.finish_s
+    assert schedule.plan.mode == "long"
+
+
+def test_short_placement_is_bounded_even_for_an_impossible_phase():
+    plan = aa.choose_plan(0.1, 0.04, sensor_window_s=0.025)
+    grid = aa.StepGrid(0.0, 0.1)
+    # a 300 ms call in a short plan: no clean or lead-in start matches; still returns
+    start, reference, finish, *_ = aa.place_block(plan, grid, 0.05, 0.02, 0.3)
+    assert 0.05 <= start <= reference <= finish

@@ -157,3 +157,66 @@ def test_option_turns_settling_off_and_rejects_bad_values(meters: pytest.Pyteste
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["*--energy-warmup-settle='-1s' is not valid: it must be >= 0 (0 turns it off)*"])
+
+
+class SteppedRamp(RampingDevice):
+    """The ramping device behind a counter that steps every 100 ms by the energy of the
+    last period (a full-time sensor, like NVML on Turing), with calls of ``call_s``."""
+
+    update_period_s = 0.1
+    stepped_counter = True
+
+    def __init__(self, ramp_s: float, call_s: float) -> None:
+        super().__init__(ramp_s)
+        self.call_s = call_s
+        self.counter = 0.0
+        self.stepped_at = 0.0371  # the first step; then every 100 ms
+        self.marks: list[tuple[float, float]] = [(0.0, 0.0)]
+
+    def call(self) -> None:
+        for _ in range(round(self.call_s / 0.001)):
+            start = self.power()
+            self.busy += 0.001
+            self.joules += 0.001 * (start + self.power()) / 2
+            self.now += 0.001
+            self.marks.append((self.now, self.joules))
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.marks.append((self.now, self.joules))
+
+    def _energy_at(self, t: float) -> float:
+        before = [m for m in self.marks if m[0] <= t]
+        return before[-1][1] if before else 0.0
+
+    def read(self) -> dict[str, float]:
+        while self.stepped_at <= self.now:
+            self.counter = self._energy_at(self.stepped_at)
+            self.stepped_at += 0.1
+        self.sleep(2e-5)  # a read takes 20 us, at idle power
+        return {"dev": self.counter}
+
+
+def _stepped(device: SteppedRamp, settle_s: float) -> object:
+    measurer = Measurer(device, device="cuda:0", clock=lambda: round(device.now * 1e9),
+                        sleep=device.sleep, isolate=False, read_timeout_s=0,
+                        rng=random.Random(3), settle_max_s=settle_s)
+    _, result = measurer.run(device.call, warmup=1, rounds=None, trials=5, max_time_s=1.0)
+    return result
+
+
+@pytest.mark.parametrize("call_s", [0.02, 0.15])
+def test_stepped_counter_still_rising_at_the_cap_warns(call_s: float) -> None:
+    result = _stepped(SteppedRamp(ramp_s=3.0, call_s=call_s), settle_s=0.5)
+    assert result.settled is False  # type: ignore[attr-defined]
+    watts = result.settle_watts  # type: ignore[attr-defined]
+    assert all(w > 0 for w in watts) and watts[-1] > watts[0]  # never a fake 0 W window
+    assert any(w.startswith(UNSETTLED_WARNING)
+               for w in result.warnings), result.warnings  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("call_s", [0.02, 0.15])
+def test_stepped_counter_settles_once_the_ramp_is_over(call_s: float) -> None:
+    result = _stepped(SteppedRamp(ramp_s=0.3, call_s=call_s), settle_s=2.0)
+    assert result.settled is True  # type: ignore[attr-defined]
+    assert result.settle_watts[-1] == pytest.approx(200.0, rel=0.05)  # type: ignore[attr-defined]
