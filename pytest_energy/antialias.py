@@ -368,6 +368,23 @@ def _short_lead_in_fraction(period: float, call: float, clean_before: float,
     return total / points
 
 
+def default_guard(period_s: float) -> float:
+    """Margin kept after a counter step before a read counts as "after" it: 1% of the
+    period, at least 0.2 ms (timing errors of the grid and of sleeps)."""
+    return max(2e-4, 0.01 * period_s)
+
+
+def unsampled_tail_s(plan: AntialiasPlan, call_s: float) -> float:
+    """How much of each call a clean long-call set never samples: the end of the call's
+    last, partial period after the last window that ends inside the call (0 when the
+    call is a whole number of periods, or for other plans)."""
+    phases = plan.long_phases_s
+    if plan.mode != "long" or len(phases) < 2 or call_s <= plan.period_s:
+        return 0.0
+    rem = call_s % plan.period_s
+    return rem - max((p for p in phases if p <= rem), default=0.0)
+
+
 def _fit(available: float, each: float) -> int:
     """How many of ``each`` fit in ``available`` (float-safe)."""
     return max(0, math.floor(available / each + 1e-9))
@@ -396,7 +413,7 @@ def choose_plan(period_s: float, call_s: float, *, budget_s: float = 2.0,
     if not period_s > 0 or not call_s > 0 or not budget_s > 0:
         raise ValueError("period_s, call_s and budget_s must be > 0")
     window = None if sensor_window_s is None else min(period_s, sensor_window_s)
-    guard = guard_s if guard_s is not None else max(2e-4, 0.01 * period_s)
+    guard = guard_s if guard_s is not None else default_guard(period_s)
     sizing_window = window if window is not None else period_s / UNKNOWN_WINDOW_SPLIT
     available = budget_s - period_s  # measure_grid waits up to one period
     mode: Literal["short", "long"]
@@ -615,30 +632,31 @@ class BlockReading:
     set_size: int = 1
 
 
+def _whole_sets(sets: Sequence[tuple[int | None, int]]) -> set[int]:
+    """The indices of the phase sets all of whose blocks are among ``sets``."""
+    counts: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    for index, size in sets:
+        if index is not None:
+            counts[index] = counts.get(index, 0) + 1
+            sizes[index] = max(sizes.get(index, 0), size)
+    return {index for index, count in counts.items() if count >= sizes[index]}
+
+
 def in_complete_sets(sets: Sequence[tuple[int | None, int]]) -> list[bool]:
     """For blocks given as ``(phase_set, set_size)``: which ones to pool. Only whole
     sets cover the calls evenly, so the blocks of an unfinished set are left out, unless
     no set is whole (then every block counts: partial coverage, to be reported). Blocks
     without a set (``None``) always count."""
-    counts: dict[int, int] = {}
-    for index, _ in sets:
-        if index is not None:
-            counts[index] = counts.get(index, 0) + 1
-    whole = {i for i, _ in sets if i is not None and counts[i] >= _size_of(sets, i)}
+    whole = _whole_sets(sets)
     if not whole:
         return [True] * len(sets)
     return [index is None or index in whole for index, _ in sets]
 
 
-def _size_of(sets: Sequence[tuple[int | None, int]], index: int) -> int:
-    return max(size for i, size in sets if i == index)
-
-
 def complete_sets(sets: Sequence[tuple[int | None, int]]) -> int:
     """How many phase sets are whole among blocks given as ``(phase_set, set_size)``."""
-    indices = {i for i, _ in sets if i is not None}
-    return sum(1 for i in indices
-               if sum(1 for j, _ in sets if j == i) >= _size_of(sets, i))
+    return len(_whole_sets(sets))
 
 
 def per_call_energy(readings: Sequence[BlockReading], grid: StepGrid) -> float | None:

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_energy.isolation import exclusive, lock_keys
 from pytest_energy.meters.base import Meter, MeterError
@@ -28,6 +28,9 @@ from pytest_energy.plan import (
     window_target_s,
 )
 from pytest_energy.results import EnergyResult, Trial
+
+if TYPE_CHECKING:
+    from pytest_energy.antialias import StepGrid
 
 
 def _both(first: Callable[[], Any], second: Callable[[], Any]) -> Callable[[], None]:
@@ -51,8 +54,10 @@ PERIOD_INTERVALS = 10
 
 def _step_resolution(period_s: float) -> float:
     """How precisely a counter step must be seen to anchor the grid: half the plan's
-    guard (max(0.2 ms, 1% of the period)); a slower read is skipped for the next step."""
-    return max(2e-4, 0.01 * period_s) / 2
+    guard; a slower read is skipped for the next step."""
+    from pytest_energy.antialias import default_guard
+
+    return default_guard(period_s) / 2
 
 
 COARSE_WARNING = "coarse windows:"
@@ -337,7 +342,7 @@ class Measurer:
         Stopping on "not rising" ends early on noise rather than running long; still
         rising at the cap is reported in the result's warnings.
         """
-        from pytest_energy.antialias import StepGrid, measure_grid
+        from pytest_energy.antialias import default_guard
 
         period = self.meter.update_period_s
         window = max(SETTLE_MIN_S, SETTLE_UPDATES * period)
@@ -345,14 +350,11 @@ class Measurer:
         if self._aligned and period > 0:
             # a stepped counter: windows from a read to just after the next step, the
             # steps in between counted on the counter's grid (exact for any call length)
-            step = self.step_period()
-            grid = None if step is None else measure_grid(
-                self._first_domain(), self._seconds, period_s=step, timeout_s=3 * step,
-                max_resolution_s=_step_resolution(step))
+            grid = self._find_grid()
             if grid is None:
                 return None  # no steps to count: the plan below says so
             period = grid.period_s
-        guard_s = max(2e-4, 0.01 * period)
+        guard_s = default_guard(period)
         begin = self._clock()
         deadline = begin + int(self._settle_max_s * 1e9)
         value: Any = None
@@ -413,6 +415,17 @@ class Measurer:
         domain = self.meter.domains()[0]
         return lambda: self.read()[domain]
 
+    def _find_grid(self) -> StepGrid | None:
+        """The counter's step grid now: the session's period, anchored at a step seen
+        precisely (waits up to 3 periods); ``None`` when the counter does not step."""
+        from pytest_energy.antialias import measure_grid
+
+        period = self.step_period()
+        if period is None:
+            return None
+        return measure_grid(self._first_domain(), self._seconds, period_s=period,
+                            timeout_s=3 * period, max_resolution_s=_step_resolution(period))
+
     def step_period(self) -> float | None:
         """The counter's real step period, timed over 10 steps once per meter."""
         from pytest_energy.antialias import measure_grid
@@ -444,7 +457,7 @@ class Measurer:
             block_end,
             choose_plan,
             complete_sets,
-            measure_grid,
+            unsampled_tail_s,
         )
 
         clock, sync = self._seconds, self._sync
@@ -453,15 +466,13 @@ class Measurer:
         self._synced()
         result.warmup_calls += 1
         call_s = max((self._clock() - start) / 1e9, 1e-6)
-        period = self.step_period()
-        grid = None if period is None else measure_grid(
-            self._first_domain(), clock, period_s=period, timeout_s=3 * period,
-            max_resolution_s=_step_resolution(period))
-        if period is None or grid is None:
+        grid = self._find_grid()
+        if grid is None:
             result.warnings.append(
                 f"the {self.meter.name} counter did not step within "
                 f"{3 * self.meter.update_period_s:.3g} s: measured with plain windows")
             return None
+        period = grid.period_s
         window = getattr(self.meter, "sensor_window_s", None)
         plan = choose_plan(period, call_s, budget_s=max_time_s, cover=cover,
                            sensor_window_s=window if isinstance(window, float) else None)
@@ -477,14 +488,19 @@ class Measurer:
                 "test (device='cuda:N') for the best accuracy")
         begin = clock()
         estimate = call_s
-        sets: list[tuple[int | None, int]] = []
+        first_trial = len(result.trials)
+
+        def sets() -> list[tuple[int | None, int]]:  # this run's blocks, by phase set
+            return [t.phase_set or (None, 1) for t in result.trials[first_trial:]]
+
         while True:
             placed = schedule.next_block(grid, clock(), estimate)
             over = placed.finish_s > begin + max_time_s
             covering = cover and schedule.plan.cover  # unknown windows: no cover promise
-            if sets and over and (not covering or complete_sets(sets) >= 1):
+            done = sets()
+            if done and over and (not covering or complete_sets(done) >= 1):
                 break
-            if len(sets) >= MAX_ALIGNED_BLOCKS:
+            if len(done) >= MAX_ALIGNED_BLOCKS:
                 break
             pause = placed.start_s - clock()
             if pause > 0:
@@ -516,7 +532,6 @@ class Measurer:
                 joules=self._deltas(before, after, t_end - t_ref), latencies_ns=latencies,
                 counted_steps=grid.steps_between(t_ref, t_end),
                 phase_set=(placed.phase_set, placed.set_size)))
-            sets.append((placed.phase_set, placed.set_size))
             estimate = max(sum(latencies) / len(latencies) / 1e9, 1e-6)
         spent = clock() - begin
         plan = schedule.plan  # as replanned on the measured calls
@@ -524,15 +539,23 @@ class Measurer:
             result.invalid_reason = (
                 f"no window spanned a step of the {period * 1e3:.3g} ms {self.meter.name} "
                 "counter: raise max_time")
-        elif complete_sets(sets) == 0 and plan.window_s is not None and (
+        elif complete_sets(done := sets()) == 0 and plan.window_s is not None and (
                 plan.window_s < period * 0.98):  # a known part-time sensor left partly blind
             result.warnings.append(
-                f"{PARTIAL_COVERAGE} {len(sets)} of the {sets[0][1]} phases the sensor needs "
+                f"{PARTIAL_COVERAGE} {len(done)} of the {done[0][1]} phases the sensor needs "
                 f"to see every part of a call ran within max_time {max_time_s:g} s; calls "
                 "with power structure finer than the counter period may be misjudged; "
                 f"raise max_time to about {plan.set_s + period:.2g} s")
-        else:
-            self._warn_unsampled_tail(result, plan, estimate, period)
+        elif (unsampled := unsampled_tail_s(plan, estimate)) > UNSAMPLED_TAIL_SHARE * estimate:
+            # long calls that are no whole number of periods: the end of each call's
+            # last, partial period falls between the sensor's windows
+            # (bench/accuracy.py --calls 110: 17% off for pulsed power there)
+            result.warnings.append(
+                f"{UNSAMPLED_TAIL_WARNING} the last {unsampled * 1e3:.3g} ms of each "
+                f"{estimate * 1e3:.3g} ms call ({unsampled / estimate:.0%}) fall between "
+                f"the sensor's windows (the call is no whole number of {period * 1e3:.3g} "
+                "ms counter periods); if the power differs there, the energy per call is "
+                "off by a similar or larger share")
         if cover and spent > max_time_s * 1.05 and result.valid:
             result.warnings.append(
                 f"measured {spent:.2g} s, over the {max_time_s:g} s default max_time, to "
@@ -540,27 +563,6 @@ class Measurer:
                 f"averages {_ms(plan.window_s)} of every {period * 1e3:.3g} ms); set "
                 "max_time to cap it")
         return (value,)
-
-    @staticmethod
-    def _warn_unsampled_tail(result: EnergyResult, plan: Any, call_s: float,
-                             period: float) -> None:
-        """Long calls that are no whole number of counter periods: the clean phases
-        sample each call from its start, so the end of its last, partial period can fall
-        between the sensor's windows (bench/accuracy.py --calls 110: 17% off for pulsed
-        power there). Say so when more than 2% of the call is never sampled."""
-        phases = plan.long_phases_s
-        if plan.mode != "long" or not phases or len(phases) < 2 or call_s <= period:
-            return
-        rem = call_s % period
-        reach = max((p for p in phases if p <= rem), default=0.0)
-        unsampled = rem - reach
-        if unsampled > UNSAMPLED_TAIL_SHARE * call_s:
-            result.warnings.append(
-                f"{UNSAMPLED_TAIL_WARNING} the last {unsampled * 1e3:.3g} ms of each "
-                f"{call_s * 1e3:.3g} ms call ({unsampled / call_s:.0%}) fall between the "
-                f"sensor's windows (the call is no whole number of {period * 1e3:.3g} ms "
-                "counter periods); if the power differs there, the energy per call is off "
-                "by a similar or larger share")
 
     @contextmanager
     def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:

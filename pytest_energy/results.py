@@ -202,10 +202,7 @@ class EnergyResult:
         if not self.valid or self.idle_watts is None:
             return None
         if self.plan == "phase-aligned":
-            trials = self._aligned_trials()
-            busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
-            idle = sum(self.idle_watts.get(d, 0.0) for d in self.domains)
-            return (self.joules_per_call or 0.0) - idle * busy / sum(t.calls for t in trials)
+            return (self.joules_per_call or 0.0) - self._idle_per_call(self._aligned_trials())
         return statistics.median(self.trial_estimates(dynamic=True))
 
     @property
@@ -226,16 +223,13 @@ class EnergyResult:
         mean = statistics.fmean(values)
         cv: float | None = (statistics.stdev(values) / mean
                             if len(values) > 1 and mean > 0 else None)
-        if self.plan == "phase-aligned" and any(t.phase_set for t in self.trials):
+        if self.plan == "phase-aligned":
             from pytest_energy.antialias import complete_sets
 
-            whole = complete_sets([t.phase_set or (None, 1) for t in self.trials])
-            if whole >= 2:
+            partial = any(t.phase_set for t in self.trials) and not complete_sets(
+                [t.phase_set or (None, 1) for t in self.trials])
+            if not partial:  # windows differ by design: judge whole sets (None for one)
                 cv = self.aligned_halves_disagreement
-            elif whole == 1:
-                cv = None
-        elif self.plan == "phase-aligned":
-            cv = self.aligned_halves_disagreement
         return {"min": min(values), "max": max(values), "cv": cv}
 
     def joules_per_call_by_domain(self) -> dict[str, float] | None:
@@ -252,12 +246,14 @@ class EnergyResult:
             for domain in self.domains
         }
 
-    def _idle_per_call(self, trial: Trial) -> float:
-        """Idle energy attributable to one call of ``trial`` (0 without a baseline)."""
+    def _idle_per_call(self, trials: list[Trial]) -> float:
+        """Idle energy attributable to one call of ``trials`` (0 without a baseline)."""
         idle = sum((self.idle_watts or {}).get(d, 0.0) for d in self.domains)
         if self.plan == "phase-aligned":  # the estimate covers the calls' busy time only
-            return idle * sum(trial.latencies_ns) / 1e9 / trial.calls
-        return idle * trial.window_s / trial.calls
+            seconds = sum(sum(t.latencies_ns) for t in trials) / 1e9
+        else:
+            seconds = sum(t.window_s for t in trials)
+        return idle * seconds / sum(t.calls for t in trials)
 
     def trial_estimates(self, dynamic: bool = False) -> list[float]:
         """Per-call energy of each trial (gross, or above idle with ``dynamic``)."""
@@ -266,15 +262,8 @@ class EnergyResult:
         groups = self._per_call_trials()
         values = self._per_call()
         if dynamic:
-            values = [v - self._idle_per_group(g) for v, g in zip(values, groups, strict=True)]
+            values = [v - self._idle_per_call(g) for v, g in zip(values, groups, strict=True)]
         return values
-
-    def _idle_per_group(self, trials: list[Trial]) -> float:
-        if len(trials) == 1:
-            return self._idle_per_call(trials[0])
-        idle = sum((self.idle_watts or {}).get(d, 0.0) for d in self.domains)
-        busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
-        return idle * busy / sum(t.calls for t in trials)
 
     @property
     def watts(self) -> float | None:
