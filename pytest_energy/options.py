@@ -71,7 +71,7 @@ def parse_seconds_or_zero(value: object, *, argument: str) -> float:
     if isinstance(value, str) and re.fullmatch(r"\s*0+(\.0*)?\s*(s|ms|us)?\s*", value):
         return 0.0
     try:
-        return parse_duration_ms(value, argument=argument) / 1e3
+        return parse_positive_seconds(value, argument=argument)
     except EnergyConfigError as exc:
         if "negative" in str(exc):
             raise EnergyConfigError(
