@@ -213,7 +213,7 @@ class EnergySession:
     def _print_summary(self, terminalreporter: Any) -> None:
         entries = list(self.entries.values())
         if entries and self.config.summary:
-            from pytest_energy.report import meter_lines, render_summary
+            from pytest_energy.report.terminal import meter_lines, render_summary
 
             terminalreporter.section("energy summary")
             for line in meter_lines(self.meters_described()):

@@ -485,7 +485,7 @@ def _saving_sentence(table: Mapping[str, Any]) -> list[str]:
 
 
 def _table_rows(table: Mapping[str, Any], encoding: str | None) -> list[list[str]]:
-    from pytest_energy.report import format_stars  # lazy: keep option registration cheap
+    from pytest_energy.report.terminal import format_stars  # lazy: keep option registration cheap
 
     rows = []
     for row in table["variants"]:

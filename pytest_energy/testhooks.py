@@ -167,7 +167,7 @@ def pytest_runtest_makereport(
     entry = build_entry(item.nodeid, state)
     setattr(report, ENTRY_ATTRIBUTE, entry)
     if call.when == "call" and state.result is not None:
-        from pytest_energy.report import details_section, user_properties
+        from pytest_energy.report.terminal import details_section, user_properties
 
         report.sections.append(("energy", details_section(entry)))
         for prop in user_properties(entry):

@@ -116,7 +116,7 @@ def test_check_budgets_pass_and_rating() -> None:
 def test_plain_table_matches_tabulate_simple_format() -> None:
     from tabulate import tabulate
 
-    from pytest_energy.report import SUMMARY_HEADERS, plain_table, summary_rows
+    from pytest_energy.report.terminal import SUMMARY_HEADERS, plain_table, summary_rows
 
     entries = [
         {"nodeid": "t.py::test_a[1]", "joules_per_call": 0.0123, "estimated": True,

@@ -8,7 +8,9 @@ smart plug, a simulator) with a dozen lines of code.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -54,6 +56,71 @@ class MeterError(Exception):
     The test whose window it spoils gets an error naming the cause; the plugin never
     turns a failed read into a number.
     """
+
+
+MAX_PLAUSIBLE_WATTS = 100_000.0
+"""Default ceiling on a window's mean power: more means the counter jumped (a reset, a
+wrap, a bad read), and the window is refused rather than reported. A meter whose
+device can draw more declares ``max_plausible_watts``; ``None`` disables the check."""
+
+
+@dataclass(frozen=True)
+class MeterCapabilities:
+    """The optional members a meter may declare, read in this one place.
+
+    Every member is optional; a meter that declares none is measured with plain
+    windows, a device lock named after the meter, no conditions and the default ceiling.
+
+    Attributes:
+        sync: ``sync()`` waits until work queued on the device has finished, called
+            right before each read so a window holds the work of its calls (GPUs).
+        describe: ``describe() -> dict`` fingerprints the hardware for the JSON
+            report and the history (model, driver, power limit...).
+        conditions: ``conditions() -> list[str]`` says what else uses the device right
+            before measuring ("contaminated: ...", "shared: ...").
+        lock_keys: ``lock_keys() -> list[str]`` names the devices a window occupies,
+            so two pytest processes never measure the same device at once.
+        power_limits_w: ``power_limits_w() -> {domain: W or None}`` the enforced board
+            power limit, for the under-utilisation hint.
+        stepped_counter: ``True`` when the counter changes in steps of
+            ``update_period_s`` (NVML's total energy): the phase-aligned plan.
+        sensor_window_s: the sensor's averaging window within each step period, when
+            published for the device (``None``: unknown, the plan assumes the worst).
+        max_plausible_watts: the ceiling above (``None`` disables the check).
+        read_never_blocks: ``True`` when ``read()`` cannot hang (a clock, a model), so
+            reads skip the timeout thread.
+    """
+
+    sync: Callable[[], Any] | None = None
+    describe: Callable[[], dict[str, Any]] | None = None
+    conditions: Callable[[], list[str]] | None = None
+    lock_keys: Callable[[], list[str]] | None = None
+    power_limits_w: Callable[[], dict[str, float | None]] | None = None
+    stepped_counter: bool = False
+    sensor_window_s: float | None = None
+    max_plausible_watts: float | None = MAX_PLAUSIBLE_WATTS
+    read_never_blocks: bool = False
+
+
+def _method(meter: object, name: str) -> Callable[..., Any] | None:
+    member = getattr(meter, name, None)
+    return member if callable(member) else None
+
+
+def capabilities(meter: object) -> MeterCapabilities:
+    """The optional members ``meter`` declares (see :class:`MeterCapabilities`)."""
+    window = getattr(meter, "sensor_window_s", None)
+    return MeterCapabilities(
+        sync=_method(meter, "sync"),
+        describe=_method(meter, "describe"),
+        conditions=_method(meter, "conditions"),
+        lock_keys=_method(meter, "lock_keys"),
+        power_limits_w=_method(meter, "power_limits_w"),
+        stepped_counter=bool(getattr(meter, "stepped_counter", False)),
+        sensor_window_s=float(window) if isinstance(window, float) and window > 0 else None,
+        max_plausible_watts=getattr(meter, "max_plausible_watts", MAX_PLAUSIBLE_WATTS),
+        read_never_blocks=bool(getattr(meter, "read_never_blocks", False)),
+    )
 
 
 REQUIRED_METER_ATTRIBUTES = ("name", "estimated", "update_period_s", "domains", "read", "close")
