@@ -16,7 +16,7 @@ after one warm-up call; the error is estimated / true energy of one call - 1. Pl
 * ``strat``  the same, the pauses chosen (host clock) so that the blocks start at
   stratified phases of the period; pooled.
 * ``aligned`` the plugin's default for stepped counters (NVML), the loop of
-  ``pytest_energy.antialias`` (the same loop runs in ``Measurer``, see
+  ``bench/antialias_loop.py`` (the same loop runs in ``Measurer``, see
   tests/test_aligned_plan.py): counter grid found by polling, reads just after steps,
   phase sets that sample every part of a call, power per counted step, only whole
   sets pooled, the first set finished even past the budget (``cover``). It knows the
@@ -41,6 +41,7 @@ of counter periods).
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -53,10 +54,13 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from antialias_loop import BlockReading, per_call_energy, phase_offsets
 from sensor_sim import SENSORS, CallProfile, Sensor, SensorSim, constant_call, pulsed_call
 
-from pytest_energy import antialias as aa
-from pytest_energy.plan import remaining_trials, window_target_s
+from pytest_energy.measure.antialias import AntialiasPlan, choose_plan, complete_sets
+from pytest_energy.measure.grid import StepGrid
+from pytest_energy.measure.schedule import NextBlock, PhaseSchedule, block_end
+from pytest_energy.measure.windows import remaining_trials, window_target_s
 
 Array = np.ndarray
 
@@ -90,7 +94,7 @@ def plan_naive(sim: SensorSim, rng: np.random.Generator, budget_s: float,
 
 def plan_today(sim: SensorSim, rng: np.random.Generator, budget_s: float,
                call_s: Array) -> Array:
-    """pytest_energy.measure.Measurer._run with rounds=None, trials=5, max_time=1 s."""
+    """The plugin's auto windows (``measure.windows.AutoWindows``): trials=5, max_time=1 s."""
     target = window_target_s(sim.sensor.period_s, trials=5, max_time_s=1.0)
     start = sim.now()
     before = sim.read_counter_j()
@@ -130,7 +134,7 @@ def plan_strat(sim: SensorSim, rng: np.random.Generator, budget_s: float,
     blocks, calls = _blocks_unaligned(sim, budget_s, call_s)
     period = sim.sensor.period_s
     shifts = rng.uniform(0, 1, sim.devices)
-    offsets = np.array([aa.phase_offsets(blocks, period, shift=s) for s in shifts])
+    offsets = np.array([phase_offsets(blocks, period, shift=s) for s in shifts])
     origin = sim.now()
 
     def pause(i: int, now: Array) -> Array:
@@ -141,63 +145,100 @@ def plan_strat(sim: SensorSim, rng: np.random.Generator, budget_s: float,
     return _pooled_blocks(sim, pause, blocks, calls)
 
 
+@dataclass
+class _AlignedDevices:
+    """The aligned loop's per-device state: each device's grid, plan and schedule, its
+    deadline, its block readings, and whether it still measures."""
+
+    grids: list[StepGrid]
+    plans: list[AntialiasPlan]
+    schedules: list[PhaseSchedule]
+    deadline: Array
+    active: Array
+    measured: Array  # latest call duration, as the loop times the calls
+    readings: list[list[BlockReading]]
+    placed: list[NextBlock | None]
+
+    @classmethod
+    def start(cls, sim: SensorSim, rng: np.random.Generator, budget_s: float,
+              call_s: Array, window: float | None) -> _AlignedDevices:
+        periods = SETTINGS.period_estimate
+        start_time = sim.now()
+        deadline = start_time + budget_s
+        _, seen = sim.wait_for_step()  # == measure_grid(read, clock, period_s=...)
+        grids = [StepGrid(float(t), float(p)) for t, p in zip(seen, periods, strict=True)]
+        plans = [choose_plan(float(p), float(c), budget_s=budget_s, sensor_window_s=window)
+                 for p, c in zip(periods, call_s, strict=True)]
+        schedules = [PhaseSchedule(plan, shift=float(s))
+                     for plan, s in zip(plans, rng.uniform(0, 1, sim.devices), strict=True)]
+        # with cover (the plugin's default), the first whole set runs even over budget
+        deadline = np.maximum(deadline, start_time + np.array([p.expected_s for p in plans]))
+        return cls(grids, plans, schedules, deadline, np.ones(sim.devices, dtype=bool),
+                   call_s.copy(), [[] for _ in range(sim.devices)], [None] * sim.devices)
+
+    def place(self, i: int, now: Array) -> tuple[Array, Array]:
+        """Each active device's next block (start, first read); a device whose next
+        block would not fit the budget stops."""
+        starts, refs = now.copy(), now.copy()
+        for d, (schedule, grid) in enumerate(zip(self.schedules, self.grids, strict=True)):
+            if not self.active[d]:
+                continue
+            block = schedule.next_block(grid, float(now[d]), float(self.measured[d]))
+            whole = complete_sets([(r.phase_set, r.set_size) for r in self.readings[d]])
+            if i > 0 and block.finish_s > self.deadline[d] and (
+                    whole or not self.plans[d].covered):
+                self.active[d] = False
+                continue
+            self.placed[d] = block
+            starts[d], refs[d] = block.start_s, block.reference_s
+        return starts, refs
+
+    def block_ends(self, t_ref: Array) -> tuple[Array, Array]:
+        ends = t_ref.copy()
+        mins = np.zeros(len(self.grids), dtype=np.int64)
+        for d, schedule in enumerate(self.schedules):
+            if self.active[d]:
+                ends[d], mins[d] = block_end(schedule.plan, self.grids[d], float(t_ref[d]))
+        return ends, mins
+
+    def record(self, joules: Array, t_ref: Array, t_end: Array, calls: Array,
+               busy: Array) -> None:
+        for d in np.flatnonzero(self.active):
+            block = self.placed[d]
+            assert block is not None
+            self.readings[d].append(BlockReading(float(joules[d]), float(t_ref[d]),
+                                                 float(t_end[d]), int(calls[d]),
+                                                 float(busy[d]), block.phase_set,
+                                                 block.set_size))
+        self.measured = np.where(self.active & (calls > 0), busy / np.maximum(calls, 1),
+                                 self.measured)
+
+
 def _plan_aligned(sim: SensorSim, rng: np.random.Generator, budget_s: float,
                   call_s: Array, window: float | None) -> Array:
-    """The loop a measuring plugin runs with pytest_energy.antialias (see its doc)."""
-    periods = SETTINGS.period_estimate
-    start_time = sim.now()
-    last_end = start_time.copy()
-    deadline = start_time + budget_s
-    _, seen = sim.wait_for_step()  # == antialias.measure_grid(read, clock, period_s=...)
-    grids = [aa.StepGrid(float(t), float(p)) for t, p in zip(seen, periods, strict=True)]
-    plans = [aa.choose_plan(float(p), float(c), budget_s=budget_s, sensor_window_s=window)
-             for p, c in zip(periods, call_s, strict=True)]
-    schedules = [aa.PhaseSchedule(plan, shift=float(s))
-                 for plan, s in zip(plans, rng.uniform(0, 1, sim.devices), strict=True)]
-    # with cover (the plugin's default), the first whole set runs even over budget
-    deadline = np.maximum(deadline, start_time + np.array([p.expected_s for p in plans]))
-    readings: list[list[aa.BlockReading]] = [[] for _ in range(sim.devices)]
-    active = np.ones(sim.devices, dtype=bool)
-    measured = call_s.copy()  # latest call duration, as the loop times the calls
-    placed: list[aa.NextBlock | None] = [None] * sim.devices
-    for i in range(max(p.blocks for p in plans) + max(p.set_size for p in plans)):
+    """The loop a measuring plugin runs (bench/antialias_loop.py), on every device."""
+    last_end = sim.now().copy()
+    devices = _AlignedDevices.start(sim, rng, budget_s, call_s, window)
+    rounds = max(p.blocks for p in devices.plans) + max(p.set_size for p in devices.plans)
+    for i in range(rounds):
         now = sim.now()
-        starts, refs = now.copy(), now.copy()
-        for d, (schedule, grid) in enumerate(zip(schedules, grids, strict=True)):
-            if not active[d]:
-                continue
-            block = schedule.next_block(grid, float(now[d]), float(measured[d]))
-            whole = aa.complete_sets([(r.phase_set, r.set_size) for r in readings[d]])
-            if i > 0 and block.finish_s > deadline[d] and (whole or not plans[d].covered):
-                active[d] = False  # the next block would not fit the budget
-                continue
-            placed[d] = block
-            starts[d], refs[d] = block.start_s, block.reference_s
+        starts, refs = devices.place(i, now)
+        active = devices.active
         if not active.any():
             break
         sim.sleep_until(np.where(active, starts, now))
         sim.run_calls_until(np.where(active, refs, sim.now()))
         t_ref = sim.now()
         before = sim.read_counter_j()
-        ends = t_ref.copy()
-        mins = np.zeros(sim.devices, dtype=np.int64)
-        for d, schedule in enumerate(schedules):
-            if active[d]:
-                ends[d], mins[d] = aa.block_end(schedule.plan, grids[d], float(t_ref[d]))
+        ends, mins = devices.block_ends(t_ref)
         calls = sim.run_calls_until(np.where(active, ends, sim.now()), minimum=mins)
         t_end = sim.now()
         after = sim.read_counter_j()
         busy = calls * sim.call.duration_s  # the sum of the timed latencies of those calls
-        for d in np.flatnonzero(active):
-            block = placed[d]
-            assert block is not None
-            readings[d].append(aa.BlockReading(float(after[d] - before[d]), float(t_ref[d]),
-                                               float(t_end[d]), int(calls[d]),
-                                               float(busy[d]), block.phase_set,
-                                               block.set_size))
-        measured = np.where(active & (calls > 0), busy / np.maximum(calls, 1), measured)
+        devices.record(after - before, t_ref, t_end, calls, busy)
         last_end[active] = sim.now()[active]
-    result = [aa.per_call_energy(r, g) for r, g in zip(readings, grids, strict=True)]
+    result = [per_call_energy(r, g) for r, g in zip(devices.readings, devices.grids,
+                                                    strict=True)]
     sim.ended_at = last_end  # the inactive devices only did (ignored) reads
     return np.array([np.nan if e is None else e for e in result])
 
@@ -249,7 +290,7 @@ def run_cell(sensor: Sensor, call: CallProfile, plan: str, devices: int, seed: i
     call_s = call.duration_s * (1 + rng.uniform(-call_error, call_error, devices))
     if plan.startswith("aligned"):
         # once per device and session (not counted): the counter period, timed over
-        # SETTINGS.period_intervals steps by polling (antialias.measure_grid)
+        # SETTINGS.period_intervals steps by polling (measure.grid.measure_grid)
         _, first = sim.wait_for_step()
         last = first
         for _ in range(SETTINGS.period_intervals):
@@ -271,7 +312,7 @@ def _fmt_err(values: Array) -> str:
     return f"{100 * values:.1f}%"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=200, help="device phases per cell")
     parser.add_argument("--budget", type=float, default=2.0, help="measuring time per test (s)")
@@ -287,47 +328,65 @@ def main(argv: list[str] | None = None) -> int:
                         "once per session (0: they are told it, off by --period-error)")
     parser.add_argument("--period-error", type=float, default=0.0,
                         help="relative error of the told period with --period-intervals 0")
-    args = parser.parse_args(argv)
-    SETTINGS.period_intervals, SETTINGS.period_error = args.period_intervals, args.period_error
-    devices = 40 if args.quick else args.devices
-    plans = args.plans.split(",")
-    began = time.perf_counter()
-    rows = []
-    misses = []
-    for s_index, key in enumerate(args.sensors.split(",")):
-        sensor = SENSORS[key]
-        for w_index, (wname, make) in enumerate(WORKLOADS.items()):
-            for c_index, call_ms in enumerate(float(c) for c in args.calls.split(",")):
-                call = make(call_ms / 1e3)
-                row: list[str] = [sensor.name.split(" ")[0], wname, f"{call_ms:g}"]
-                for plan in plans:
-                    seed = 1000 * s_index + 100 * w_index + c_index
-                    err, took = run_cell(sensor, call, plan, devices, seed, args.budget,
-                                         args.call_error)
-                    abs_err = np.abs(err)
-                    med = float(np.median(abs_err))
-                    p95 = float(np.percentile(abs_err, 95))
-                    row.append(f"{_fmt_err(med)} / {_fmt_err(p95)} / "
-                               f"{statistics.median(took.tolist()):.2f}s")
-                    if plan == "aligned" and (med > TARGET_MEDIAN or p95 > TARGET_P95
-                                              or float(np.max(took)) > args.budget + 1e-9):
-                        why = ("" if med > TARGET_MEDIAN or p95 > TARGET_P95 else
-                               " (time only: one whole phase set of these calls does not "
-                               "fit the budget, and the plan finishes it)")
-                        misses.append(f"{sensor.name} {wname} {call_ms:g} ms: median "
-                                      f"{_fmt_err(med)}, p95 {_fmt_err(p95)}, max time "
-                                      f"{float(np.max(took)):.2f} s{why}")
-                rows.append(row)
+    return parser
+
+
+def _miss(label: str, err: Array, took: Array, budget_s: float) -> str | None:
+    """Why the aligned plan misses its targets in this cell (``None`` if it meets them)."""
+    abs_err = np.abs(err)
+    med, p95 = float(np.median(abs_err)), float(np.percentile(abs_err, 95))
+    inaccurate = med > TARGET_MEDIAN or p95 > TARGET_P95
+    if not inaccurate and float(np.max(took)) <= budget_s + 1e-9:
+        return None
+    why = ("" if inaccurate else " (time only: one whole phase set of these calls does not "
+           "fit the budget, and the plan finishes it)")
+    return (f"{label}: median {_fmt_err(med)}, p95 {_fmt_err(p95)}, max time "
+            f"{float(np.max(took)):.2f} s{why}")
+
+
+def _cell(err: Array, took: Array) -> str:
+    abs_err = np.abs(err)
+    med, p95 = float(np.median(abs_err)), float(np.percentile(abs_err, 95))
+    return f"{_fmt_err(med)} / {_fmt_err(p95)} / {statistics.median(took.tolist()):.2f}s"
+
+
+def _report(rows: list[list[str]], plans: list[str], misses: list[str], devices: int,
+            budget_s: float) -> None:
     headers = ["sensor", "workload", "call ms", *[f"{p}\nmed / p95 / time" for p in plans]]
     print(tabulate(rows, headers=headers, tablefmt="simple"))
     print(f"\n|error| of the energy of one call over {devices} random sensor phases per cell; "
-          f"budget {args.budget:g} s; targets for 'aligned': median <= 3%, p95 <= 5%, "
+          f"budget {budget_s:g} s; targets for 'aligned': median <= 3%, p95 <= 5%, "
           f"time <= budget.")
     if "aligned" in plans:
         print("aligned misses the targets in:" if misses else "aligned meets the targets "
               "in every cell.")
         for line in misses:
             print("  " + line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    SETTINGS.period_intervals, SETTINGS.period_error = args.period_intervals, args.period_error
+    devices = 40 if args.quick else args.devices
+    plans = args.plans.split(",")
+    began = time.perf_counter()
+    rows = []
+    misses = []
+    cells = itertools.product(enumerate(args.sensors.split(",")), enumerate(WORKLOADS.items()),
+                              enumerate(float(c) for c in args.calls.split(",")))
+    for (s_index, key), (w_index, (wname, make)), (c_index, call_ms) in cells:
+        sensor, call = SENSORS[key], make(call_ms / 1e3)
+        row: list[str] = [sensor.name.split(" ")[0], wname, f"{call_ms:g}"]
+        for plan in plans:
+            seed = 1000 * s_index + 100 * w_index + c_index
+            err, took = run_cell(sensor, call, plan, devices, seed, args.budget,
+                                 args.call_error)
+            row.append(_cell(err, took))
+            miss = _miss(f"{sensor.name} {wname} {call_ms:g} ms", err, took, args.budget)
+            if plan == "aligned" and miss is not None:
+                misses.append(miss)
+        rows.append(row)
+    _report(rows, plans, misses, devices, args.budget)
     print(f"({time.perf_counter() - began:.0f} s)")
     return 0
 

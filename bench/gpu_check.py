@@ -356,7 +356,7 @@ class Check:
         if not self.has_counter():
             self.rows.append(("sensor window probe", "n/a", "no energy counter on this GPU"))
             return
-        from pytest_energy.antialias import measure_grid
+        from pytest_energy.measure.grid import measure_grid
 
         nvml, handle = self.pynvml, self.handle
 

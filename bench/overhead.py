@@ -21,8 +21,10 @@ Prints one table. Figures depend on the machine: quote them with the machine.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,9 @@ import time
 from pathlib import Path
 
 from tabulate import tabulate
+
+from pytest_energy.measure import Measurer
+from pytest_energy.meters.estimate import EstimateMeter
 
 FAST_METER = textwrap.dedent('''
     class FastMeter:
@@ -151,8 +156,6 @@ def instructions(root: Path, extra: list[str]) -> int | None:
     """Instructions executed by one pytest run, counted by valgrind's callgrind: the
     same count whatever else the machine does, unlike wall time on a shared 2-core VM.
     None when valgrind is not installed."""
-    import shutil
-
     if shutil.which("valgrind") is None:
         return None
     out = root / "callgrind.out"
@@ -179,9 +182,6 @@ def instruction_rows(label: str, root: Path) -> list[list[str]]:
 
 def round_cost(rounds: int = 200_000) -> tuple[float, float]:
     """(us per measured call, us per window boundary) with the estimate meter."""
-    from pytest_energy.measure import Measurer
-    from pytest_energy.meters.estimate import EstimateMeter
-
     def noop() -> None:
         return None
 
@@ -281,9 +281,7 @@ def main() -> None:
         rows.append(["cost per window boundary (2 reads, device lock, bookkeeping)",
                      f"{per_window_us:.2f} us", ""])
         rows += many_measured(tmp, 2_000 if args.quick else 10_000)
-        try:
-            import xdist  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("xdist") is None:
             rows.append(["pytest-xdist comparison", "skipped", "pytest-xdist not installed"])
         else:
             rows += xdist_rows(tmp)

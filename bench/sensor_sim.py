@@ -300,7 +300,7 @@ class SensorSim:
 
     def wait_for_step(self) -> tuple[Array, Array]:
         """Fast equivalent of spinning on :meth:`read_counter_j` until the value changes
-        (what :func:`pytest_energy.antialias.wait_for_step` does): returns the new value
+        (what :func:`pytest_energy.measure.grid.wait_for_step` does): returns the new value
         and the clock reading taken just after the read that saw it. Needs
         ``read_cost_s > 0``."""
         cost = self.read_cost_s

@@ -3,7 +3,7 @@
 Simulates a noisy meter: every trial (window) of a test reads its true energy per call
 times a random factor with a coefficient of variation of 3% (log-normal, so energies
 stay positive). A baseline run and a new run of 5 trials each are compared with
-exactly the code the plugin uses (:func:`pytest_energy.compare.compare_entries`) under
+exactly the code the plugin uses (:func:`pytest_energy.history.compare.compare_entries`) under
 the default settings (``--energy-compare-fail=joules:10%``, alpha 0.01, one-sided
 exact Mann-Whitney U), and the table reports
 
@@ -27,18 +27,17 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tabulate import tabulate
 
-from pytest_energy.compare import (
+from pytest_energy.entry import Entry
+from pytest_energy.history.compare import CompareVerdict, compare_entries
+from pytest_energy.history.metrics import (
     DEFAULT_ALPHA,
     DEFAULT_FAIL,
-    REGRESSED,
     Threshold,
-    compare_entries,
     parse_compare_fail,
 )
 
@@ -49,18 +48,18 @@ TARGET_FALSE, TARGET_DETECT = 0.001, 0.99
 
 
 def simulated_entry(rng: random.Random, joules_per_call: float, cv: float,
-                    trials: int = TRIALS, calls: int = 100) -> dict[str, Any]:
+                    trials: int = TRIALS, calls: int = 100) -> Entry:
     """A report entry as a noisy meter would produce it (only the fields compare reads)."""
     sigma = math.sqrt(math.log(1 + cv * cv))
     windows = [joules_per_call * calls * math.exp(rng.gauss(-sigma * sigma / 2, sigma))
                for _ in range(trials)]
     per_call = sorted(w / calls for w in windows)
-    return {
-        "nodeid": "test_sim.py::test_model",
+    return Entry.from_json({
+        "nodeid": "test_sim.py::test_model", "valid": True,
         "joules_per_call": per_call[len(per_call) // 2] if trials % 2 else (
             (per_call[trials // 2 - 1] + per_call[trials // 2]) / 2),
         "trials": [{"calls": calls, "window_s": 0.1, "joules": {"sim:0": w}} for w in windows],
-    }
+    })
 
 
 def failure_rate(rng: random.Random, runs: int, factor: float, cv: float,
@@ -70,7 +69,7 @@ def failure_rate(rng: random.Random, runs: int, factor: float, cv: float,
         base = simulated_entry(rng, 1.0, cv, trials)
         new = simulated_entry(rng, factor, cv, trials)
         (result,) = compare_entries([base], [new], thresholds, alpha)
-        failed += result.verdict == REGRESSED
+        failed += result.verdict == CompareVerdict.REGRESSED
     return failed / runs
 
 

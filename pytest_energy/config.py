@@ -8,6 +8,7 @@ command line > environment > ini > default (the last four resolved in
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,50 +86,80 @@ class ItemConfig:
     def from_values(cls, nodeid: str, *, marked: bool, kwargs: Mapping[str, Any],
                     session: SessionConfig) -> ItemConfig:
         """Validate marker-style keyword values; ``None`` means "not given"."""
-        unknown = [k for k in kwargs if k not in MARKER_KEYWORDS]
-        if unknown:
-            name = unknown[0]
-            import difflib
-
-            close = difflib.get_close_matches(name, MARKER_KEYWORDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise EnergyConfigError(
-                f"unknown keyword argument {name!r}{hint}; accepted: {', '.join(MARKER_KEYWORDS)}"
-            )
+        _reject_unknown(kwargs)
         given = {k: v for k, v in kwargs.items() if v is not None}
-        values: dict[str, Any] = {}
-        for setting in PER_TEST_SETTINGS:
-            if setting.name in given:
-                values[setting.name] = setting.parse(given[setting.name], argument=setting.name)
-            else:
-                values[setting.name] = session.per_test_defaults[setting.name].value
+        values = _per_test_values(given, session)  # checked in this order: errors stay the same
+        _check_plain_keywords(given)
+        joules, latency_ms, items, joules_per_item = _budgets(given)
         group = given.get("group")
-        if group is not None and (not isinstance(group, str) or not group.strip()):
-            raise EnergyConfigError(f"group={group!r} is not valid: expected a non-empty string")
-        for flag in ("default", "dynamic"):
-            if not isinstance(given.get(flag, False), bool):
-                raise EnergyConfigError(
-                    f"{flag}={given[flag]!r} is not valid: expected True or False")
-        sync = given.get("sync")
-        if sync is not None and not callable(sync):
-            raise EnergyConfigError(
-                f"sync={sync!r} is not valid: expected a callable taking no arguments that "
-                "waits for the device (e.g. torch.cuda.synchronize)")
         return cls(
             nodeid=nodeid,
             marked=marked,
-            joules=parse_energy(given["joules"]) if "joules" in given else None,
-            latency_ms=parse_duration_ms(given["latency_ms"]) if "latency_ms" in given else None,
-            items=parse_items(given["items"]) if "items" in given else None,
-            joules_per_item=(parse_energy(given["joules_per_item"], argument="joules_per_item")
-                             if "joules_per_item" in given else None),
+            joules=joules,
+            latency_ms=latency_ms,
+            items=items,
+            joules_per_item=joules_per_item,
             group=group,
             rating_group=group,
             default_variant=given.get("default", False),
             dynamic=given.get("dynamic", False),
-            sync=sync,
+            sync=given.get("sync"),
             **values,
         )
+
+
+def _reject_unknown(kwargs: Mapping[str, Any]) -> None:
+    """An unknown marker keyword is an error with a did-you-mean and the accepted list."""
+    unknown = [k for k in kwargs if k not in MARKER_KEYWORDS]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, MARKER_KEYWORDS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise EnergyConfigError(
+        f"unknown keyword argument {name!r}{hint}; accepted: {', '.join(MARKER_KEYWORDS)}"
+    )
+
+
+def _per_test_values(given: Mapping[str, Any], session: SessionConfig) -> dict[str, Any]:
+    """Each per-test row: the marker's value through the row's parser, else the session's."""
+    return {
+        setting.name: (setting.parse(given[setting.name], argument=setting.name)
+                       if setting.name in given
+                       else session.per_test_defaults[setting.name].value)
+        for setting in PER_TEST_SETTINGS
+    }
+
+
+def _check_plain_keywords(given: Mapping[str, Any]) -> None:
+    """The keywords that are not options rows: group, default, dynamic, sync."""
+    group = given.get("group")
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise EnergyConfigError(f"group={group!r} is not valid: expected a non-empty string")
+    for flag in ("default", "dynamic"):
+        if not isinstance(given.get(flag, False), bool):
+            raise EnergyConfigError(
+                f"{flag}={given[flag]!r} is not valid: expected True or False")
+    sync = given.get("sync")
+    if sync is not None and not callable(sync):
+        raise EnergyConfigError(
+            f"sync={sync!r} is not valid: expected a callable taking no arguments that "
+            "waits for the device (e.g. torch.cuda.synchronize)")
+
+
+# The budget keywords and their parsers (each error names its keyword).
+_BUDGET_PARSERS: tuple[tuple[str, Callable[[Any], float]], ...] = (
+    ("joules", parse_energy),
+    ("latency_ms", parse_duration_ms),
+    ("items", parse_items),
+    ("joules_per_item", lambda value: parse_energy(value, argument="joules_per_item")),
+)
+
+
+def _budgets(given: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """joules, latency_ms, items, joules_per_item: parsed when given, else None."""
+    return tuple(parse(given[name]) if name in given else None
+                 for name, parse in _BUDGET_PARSERS)
 
 
 def _marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,13 +113,13 @@ class LatencyStats:
     """Per-call latency in milliseconds."""
 
     median: float
-    p95: float
-    mean: float
-    min: float
-    max: float
+    p95: float | None = None  # None only in entries written without it
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
 
-    def stat(self, name: str) -> float:
-        value: float = getattr(self, name)
+    def stat(self, name: str) -> float | None:
+        value: float | None = getattr(self, name)
         return value
 
 
@@ -161,6 +162,15 @@ class TrialRecord:
                    items=data.get("items"), latency_ms_median=data.get("latency_ms_median"),
                    counted_steps=data.get("counted_steps"),
                    phase_set=None if phase is None else (int(phase[0]), int(phase[1])))
+
+
+def _nested(kind: type[Any], data: Mapping[str, Any]) -> Any:
+    """A nested record from its JSON form; None when a required field is missing."""
+    names = {spec.name for spec in dataclasses.fields(kind)}
+    try:
+        return kind(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -240,8 +250,8 @@ class Entry:
     def is_measured(self) -> bool:
         """A valid energy measurement that may be compared and ranked: never a null
         read as 0 J, never an invalid, skipped or unmeasured test."""
-        return (self.joules_per_call is not None and self.joules_per_call >= 0
-                and self.valid and bool(self.trials)
+        return (self.joules_per_call is not None and math.isfinite(self.joules_per_call)
+                and self.joules_per_call >= 0 and self.valid and bool(self.trials)
                 and self.verdict not in (Verdict.INVALID, Verdict.NOT_MEASURED)
                 and self.outcome != Outcome.SKIPPED)
 
@@ -280,26 +290,41 @@ class Entry:
     def from_json(cls, data: Mapping[str, Any]) -> Entry:
         """An entry from its JSON form; unknown keys are ignored, missing ones default."""
         known = {spec.name for spec in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            if name not in known:
-                continue
-            if name in _ENUMS:
-                value = _enum_or_none(_ENUMS[name], value)
-            elif name == "trials":
-                value = tuple(TrialRecord.from_json(t) for t in value or ())
-            elif name == "warmup_settle" and isinstance(value, Mapping):
-                value = Settle(bool(value.get("settled")), float(value.get("seconds") or 0),
-                               tuple(value.get("watts") or ()))
-            elif name in _NESTED and isinstance(value, Mapping):
-                nested = _NESTED[name]
-                names = {spec.name for spec in dataclasses.fields(nested)}
-                value = nested(**{k: v for k, v in value.items() if k in names})
-            elif name in ("budget", "budget_use") and value is None:
-                value = _NESTED[name]()
-            elif name in _TUPLES:
-                value = tuple(value or ())
-            values[name] = value
+        values = {name: _field_from_json(name, value) for name, value in data.items()
+                  if name in known}
         if "nodeid" not in values:
             raise ValueError("an energy entry needs a 'nodeid'")
+        if "valid" not in data:  # written before the key existed: valid when it has a number
+            values["valid"] = data.get("joules_per_call") is not None
         return cls(**values)
+
+
+def _settle_from_json(value: Any) -> Settle | None:
+    if not isinstance(value, Mapping):
+        return None
+    return Settle(bool(value.get("settled")), float(value.get("seconds") or 0),
+                  tuple(value.get("watts") or ()))
+
+
+def _nested_from_json(name: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _nested(_NESTED[name], value)
+    return _NESTED[name]() if name in ("budget", "budget_use") else None
+
+
+def _field_from_json(name: str, value: Any) -> Any:
+    """One field of :class:`Entry` from its JSON value."""
+    if name in _ENUMS:
+        return _enum_or_none(_ENUMS[name], value)
+    converter = _CONVERTERS.get(name)
+    if converter is not None:
+        return converter(value)
+    if name in _NESTED:
+        return _nested_from_json(name, value)
+    return tuple(value or ()) if name in _TUPLES else value
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "trials": lambda value: tuple(TrialRecord.from_json(t) for t in value or ()),
+    "warmup_settle": _settle_from_json,
+}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 class EnergyConfigError(ValueError):
     """A value given by the user (marker, CLI, environment, ini) is not acceptable.
@@ -10,3 +12,21 @@ class EnergyConfigError(ValueError):
     prefixes where the value came from (``marker on tests/test_x.py::test_y``,
     ``--energy-rounds``, ``PYTEST_ENERGY_ROUNDS``, ``ini energy_rounds``).
     """
+
+
+class EnergyBudgetExceeded(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """Raised at the end of the call phase when a budget is exceeded.
+
+    Raising (instead of editing the report afterwards) keeps pytest's own machinery in
+    charge: ``xfail(raises=EnergyBudgetExceeded, strict=True)`` works, and other
+    plugins see an ordinary failure.
+    """
+
+
+# Shown as "EnergyBudgetExceeded: ..." in short summaries, as pytest does for Failed.
+EnergyBudgetExceeded.__module__ = "builtins"
+
+
+class EnergyVerdictWarning(pytest.PytestWarning):
+    """A budget verdict that was not enforced: inconclusive (noisy trials) or measured
+    while other processes used the device (see --energy-contention)."""

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_energy.measure import Measurer
+from pytest_energy.measure import EnergyResult, Measurer
 from pytest_energy.meters.base import MeterError
-from pytest_energy.results import EnergyResult
 from pytest_energy.state import ItemState
+from pytest_energy.units import parse_items
 
 T = TypeVar("T")
 
@@ -48,8 +48,6 @@ class EnergyFixture:
 
     @items.setter
     def items(self, value: float | None) -> None:
-        from pytest_energy.units import parse_items
-
         self._items_override = None if value is None else parse_items(value, argument="items")
         result = self._state.result
         if result is not None and result is not self._blocks:  # applies to energy(fn) too

@@ -1,165 +1,81 @@
-"""Every option of the plugin, and the one place where its value is resolved.
+"""Every option of pytest-energy, one row each, and the one place a value is resolved.
+
+The table :data:`SETTINGS` is the single definition: the plugin registers it with
+pytest (:func:`add_options`), the ``pytest-energy`` CLI builds its mirrored options
+from the same rows (:func:`add_cli_argument`), and ``docs/options.md`` is generated
+from it (``tools/gen_options_doc.py``), so the three cannot disagree.
 
 Precedence, for every setting: marker > command line > environment > ini > default.
-Session-wide settings (which meter, where to write the JSON report...) have no marker
-form. Each resolved value remembers where it came from, so an error can say
-"ini energy_rounds" or "PYTEST_ENERGY_ROUNDS" instead of leaving the user to guess.
+Only per-test settings have a marker form. Each resolved value remembers where it
+came from, so an error can say "ini option energy_rounds" or "environment variable
+PYTEST_ENERGY_ROUNDS" instead of leaving the user to guess.
+
+This module is imported by every pytest run, even one that measures nothing, so it
+imports only the parsers (no storage, compare, meters or tabulate).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.units import parse_count, parse_duration_ms
+from pytest_energy.parsers import (
+    PRINT_ONLY,
+    RATING_RULE_AUTO,
+    Parser,
+    parse_alpha,
+    parse_bool,
+    parse_carbon_intensity,
+    parse_choice,
+    parse_compare,
+    parse_currency,
+    parse_device,
+    parse_fraction,
+    parse_latency_stat,
+    parse_margin,
+    parse_meter_spec,
+    parse_path,
+    parse_positive_seconds,
+    parse_positive_watts,
+    parse_price,
+    parse_rating_rule,
+    parse_rounds,
+    parse_save,
+    parse_seconds_or_zero,
+    parse_suggest,
+    parse_thresholds,
+    parse_warmup,
+)
 
 MARKER_NAME = "energy_budget"
-LATENCY_STATS = ("median", "p95")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def parse_device(value: object, *, argument: str = "device") -> str:
-    """Accept "auto", "cpu", "cuda" or "cuda:N" (N a CUDA index as the test sees it)."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("auto", "cpu", "cuda"):
-            return text
-        if text.startswith("cuda:") and text[5:].isdigit():
-            return f"cuda:{int(text[5:])}"
-    raise EnergyConfigError(
-        f'{argument}={value!r} is not valid: expected "auto", "cpu", "cuda" or "cuda:N"'
-    )
-
-
-def parse_latency_stat(value: object, *, argument: str = "latency_stat") -> str:
-    """Which latency statistic a latency budget applies to."""
-    if isinstance(value, str) and value.strip().lower() in LATENCY_STATS:
-        return value.strip().lower()
-    raise EnergyConfigError(f"{argument}={value!r} is not valid: expected one of {LATENCY_STATS}")
-
-
-def parse_bool(value: object, *, argument: str) -> bool:
-    """Booleans from ini files and environment variables ("1", "true", "no", ...)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise EnergyConfigError(f"{argument}={value!r} is not valid: expected true/false, 1/0, yes/no")
-
-
-def parse_positive_seconds(value: object, *, argument: str) -> float:
-    """A strictly positive duration in seconds (numbers are seconds; units accepted)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = f"{value} s"
-    seconds = parse_duration_ms(value, argument=argument) / 1e3
-    if seconds <= 0:
-        raise EnergyConfigError(f"{argument}={value!r} is not valid: it must be > 0")
-    return seconds
-
-
-def parse_seconds_or_zero(value: object, *, argument: str) -> float:
-    """A duration >= 0 in seconds (numbers are seconds; units accepted; 0 turns off)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = f"{value} s"
-    if isinstance(value, str) and re.fullmatch(r"\s*0+(\.0*)?\s*(s|ms|us)?\s*", value):
-        return 0.0
-    try:
-        return parse_positive_seconds(value, argument=argument)
-    except EnergyConfigError as exc:
-        if "negative" in str(exc):
-            raise EnergyConfigError(
-                f"{argument}={value!r} is not valid: it must be >= 0 (0 turns it off)"
-            ) from None
-        raise
-
-
-def parse_fraction(value: object, *, argument: str) -> float:
-    """A fraction in (0, 10]: ``0.1`` or ``"10%"``."""
-    text = value.strip() if isinstance(value, str) else value
-    try:
-        if isinstance(text, str) and text.endswith("%"):
-            fraction = float(text[:-1]) / 100
-        elif isinstance(text, bool):
-            raise TypeError
-        else:
-            fraction = float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        fraction = float("nan")
-    if not 0 < fraction <= 10:
-        raise EnergyConfigError(
-            f"{argument}={value!r} is not valid: expected a fraction like 0.1 or a percentage "
-            'like "10%"'
-        )
-    return fraction
-
-
-def parse_choice(choices: tuple[str, ...]) -> Parser:
-    def parse(value: object, *, argument: str) -> str:
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        raise EnergyConfigError(f"{argument}={value!r} is not valid: expected one of "
-                                f"{', '.join(choices)}")
-    return parse
-
-
-def parse_positive_watts(value: object, *, argument: str) -> float:
-    """A strictly positive power in watts."""
-    try:
-        watts = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        watts = float("nan")
-    if not watts > 0 or watts == float("inf"):
-        raise EnergyConfigError(f"{argument}={value!r} is not valid: expected watts > 0, e.g. 10")
-    return watts
-
-
-def parse_meter_spec(value: object, *, argument: str = "meter") -> str:
-    """A meter name: auto, a built-in, an entry point name, or ``package.module:attr``."""
-    if not isinstance(value, str) or not value.strip():
-        raise EnergyConfigError(
-            f"{argument}={value!r} is not valid: expected auto, nvml, rapl, estimate, "
-            "an entry point name from group pytest_energy.meters, or package.module:attr"
-        )
-    text = value.strip()
-    if ":" in text:
-        module, _, attr = text.partition(":")
-        if not module or not attr or not all(p.isidentifier() for p in module.split(".")) or (
-            not all(p.isidentifier() for p in attr.split("."))
-        ):
-            raise EnergyConfigError(
-                f"{argument}={value!r} is not valid: write package.module:attr, e.g. "
-                "mymeters:PduMeter (attr is a class or a no-argument callable returning a Meter)"
-            )
-    return text
-
-
-def parse_path(value: object, *, argument: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise EnergyConfigError(f"{argument}={value!r} is not valid: expected a file path")
-    return value.strip()
-
-
-Parser = Callable[..., Any]
+PER_TEST, SESSION, RIGHTSIZING, GATE = "per-test", "session", "right-sizing", "regression gate"
+AREAS = (PER_TEST, SESSION, RIGHTSIZING, GATE)
+_GROUP = ("energy", "energy budgets (pytest-energy)")
 
 
 class Setting:
-    """One configurable value and every place it can come from.
+    """One option: its parser, where it can come from, and how it is registered.
 
-    A plain class, not a dataclass: this module is imported on every pytest run, even
-    when no test is measured, so it avoids anything costly at import time.
+    ``cli``, ``env`` and ``ini`` follow one scheme (``--energy-NAME``,
+    ``PYTEST_ENERGY_NAME``, ``energy_NAME``) unless ``cli`` is given (the ``--energy-no-``
+    switches). ``flag`` makes a store-true switch; ``const`` makes the value optional
+    (``--energy-compare`` alone means ``latest``). A plain class, not a dataclass:
+    this module is imported on every pytest run, so it avoids anything costly.
     """
 
-    __slots__ = ("cli", "default", "env", "flag", "help", "ini", "marker", "name", "parse")
+    __slots__ = ("area", "cli", "const", "default", "env", "flag", "help", "ini", "marker",
+                 "metavar", "name", "parse")
 
-    def __init__(self, name: str, parse: Parser, default: Any, help: str, *,
-                 marker: bool = False, flag: bool = False, cli: str | None = None) -> None:
+    def __init__(self, area: str, name: str, parse: Parser, default: Any, help: str, *,
+                 marker: bool = False, flag: bool = False, cli: str | None = None,
+                 metavar: str | None = None, const: str | None = None) -> None:
+        self.area = area
         self.name = name
         self.parse = parse
         self.default = default
@@ -168,78 +84,129 @@ class Setting:
         self.env: str = "PYTEST_ENERGY_" + name.upper()
         self.ini: str = "energy_" + name
         self.marker = marker
-        self.flag = flag  # a CLI switch (store_true) instead of a valued option
+        self.flag = flag
+        self.metavar: str = metavar or name.upper()
+        self.const = const
 
     @property
     def dest(self) -> str:
         return self.cli.lstrip("-").replace("-", "_")
 
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r}, area={self.area!r})"
 
-_setting = Setting
 
+_S = Setting
 
-# Per-test settings: may also come from the marker.
-PER_TEST_SETTINGS: tuple[Setting, ...] = (
-    _setting("rounds", lambda v, argument: parse_count(v, argument=argument, minimum=1), None,
-             "measured calls of the test body per test (default: auto, sized from the meter's "
-             "update period and --energy-max-time)", marker=True),
-    _setting("warmup", lambda v, argument: parse_count(v, argument=argument, minimum=0), 1,
-             "unmeasured calls before measuring (default 1)", marker=True),
-    _setting("trials", lambda v, argument: parse_count(v, argument=argument, minimum=1), 5,
-             "measured windows per test; per-call energy is the median over them (default 5)",
-             marker=True),
-    _setting("device", parse_device, "auto",
-             'device to measure: auto, cpu, cuda, cuda:N (default auto: cuda when NVML can read '
-             "an energy counter, else cpu)", marker=True),
-    _setting("latency_stat", parse_latency_stat, "median",
-             "latency statistic the latency budget applies to: median or p95 (default median)",
-             marker=True),
-    _setting("max_time", lambda v, argument: parse_positive_seconds(v, argument=argument), None,
-             "measuring time per test when rounds is auto, in seconds or with a unit "
-             "(default: 1 s; 2 s for coarse stepped counters such as NVML's)", marker=True),
-    _setting("max_cv", parse_fraction, 0.10,
-             "spread (coefficient of variation of per-call energy across trials) above which "
-             "a budget verdict within that spread is reported inconclusive instead of passing "
-             'or failing on noise (default 10%; e.g. 0.05 or "5%")', marker=True),
+SETTINGS: tuple[Setting, ...] = (
+    # ----- per-test: also a keyword of the energy_budget marker ----------------------------
+    _S(PER_TEST, "rounds", parse_rounds, None,
+       "measured calls of the test body per test (default: auto, sized from the meter's "
+       "update period and --energy-max-time)", marker=True),
+    _S(PER_TEST, "warmup", parse_warmup, 1,
+       "unmeasured calls before measuring (default 1)", marker=True),
+    _S(PER_TEST, "trials", parse_rounds, 5,
+       "measured windows per test; per-call energy is the median over them (default 5)",
+       marker=True),
+    _S(PER_TEST, "device", parse_device, "auto",
+       'device to measure: auto, cpu, cuda, cuda:N (default auto: cuda when NVML can read '
+       "an energy counter, else cpu)", marker=True),
+    _S(PER_TEST, "latency_stat", parse_latency_stat, "median",
+       "latency statistic the latency budget applies to: median or p95 (default median)",
+       marker=True),
+    _S(PER_TEST, "max_time", parse_positive_seconds, None,
+       "measuring time per test when rounds is auto, in seconds or with a unit "
+       "(default: 1 s; 2 s for coarse stepped counters such as NVML's)", marker=True),
+    _S(PER_TEST, "max_cv", parse_fraction, 0.10,
+       "spread (coefficient of variation of per-call energy across trials) above which "
+       "a budget verdict within that spread is reported inconclusive instead of passing "
+       'or failing on noise (default 10%; e.g. 0.05 or "5%")', marker=True),
+    # ----- session ---------------------------------------------------------------------------
+    _S(SESSION, "meter", parse_meter_spec, "auto",
+       "energy meter: auto (nvml for CUDA, rapl where readable, else estimate), nvml, rapl, "
+       "estimate, an entry point of group pytest_energy.meters, or package.module:attr"),
+    _S(SESSION, "json", parse_path, None,
+       "write a JSON report of every measured test to this path (atomically)"),
+    _S(SESSION, "summary", parse_bool, True,
+       "print the energy summary table (--energy-no-summary hides it)", flag=True,
+       cli="--energy-no-summary"),
+    _S(SESSION, "all", parse_bool, False,
+       "measure every test, marked or not, with the default plan (a one-off audit: each "
+       "unmarked body then runs warm-up + measured times, and the run takes longer)",
+       flag=True),
+    _S(SESSION, "require_hardware", parse_bool, False,
+       "fail tests that cannot be measured by a hardware counter instead of skipping "
+       "CUDA tests or falling back to estimates", flag=True),
+    _S(SESSION, "contention", parse_choice(("warn", "fail")), "warn",
+       "what an over-budget result measured while other processes used the same GPU "
+       "does: warn (default: reported, the test does not fail) or fail"),
+    _S(SESSION, "idle_baseline", parse_bool, True,
+       "measure each hardware meter's idle power once per session, to report dynamic "
+       "energy (gross minus idle) beside gross energy (default true)"),
+    _S(SESSION, "warmup_settle", parse_seconds_or_zero, 1.0,
+       "after the warm-up calls, keep running the code until the device's power "
+       "stops rising (hardware meters, auto rounds), at most this long, in seconds or "
+       "with a unit; 0 turns it off (default 1 s)"),
+    _S(SESSION, "read_timeout", parse_positive_seconds, 10.0,
+       "longest wait for one meter read before the meter counts as hung, in "
+       "seconds or with a unit (default 10 s)"),
+    _S(SESSION, "estimate_watts_per_core", parse_positive_watts, 10.0,
+       "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
+    # ----- right-sizing ------------------------------------------------------------------------
+    _S(RIGHTSIZING, "carbon_intensity", parse_carbon_intensity, None,
+       "grid carbon intensity in gCO2e/kWh: adds gCO2e per call, per 1,000 items and "
+       "for the whole run to the summary and reports (no network look-ups)"),
+    _S(RIGHTSIZING, "price", parse_price, None,
+       "electricity price per kWh (>= 0): adds the cost per call, per 1,000 items and "
+       "for the whole run"),
+    _S(RIGHTSIZING, "currency", parse_currency, "",
+       "label printed after costs, e.g. EUR (default: none)"),
+    _S(RIGHTSIZING, "rating_rule", parse_rating_rule, RATING_RULE_AUTO,
+       "star rating rule: auto (default: AI Energy Score rule within groups of two or "
+       "more tests, budget use for lone tests), budget (always budget use) or group "
+       "(only within groups; lone tests unrated)"),
+    _S(RIGHTSIZING, "hints", parse_bool, True,
+       "print right-sizing hints at the end of the run (--energy-no-hints hides them)",
+       flag=True, cli="--energy-no-hints"),
+    # ----- regression gate -----------------------------------------------------------------------
+    _S(GATE, "storage", parse_path, ".energy",
+       "directory of the results history (an SQLite file; gets its own .gitignore). "
+       "Relative paths: from the current directory on the command line and in the "
+       "environment, from the rootdir in ini files (default .energy)", metavar="DIR"),
+    _S(GATE, "save", parse_save, None,
+       "store this run in the history under NAME (letters, digits, '.', '_', '-')",
+       metavar="NAME"),
+    _S(GATE, "autosave", parse_bool, False, "store every run in the history (unnamed)",
+       flag=True),
+    _S(GATE, "compare", parse_compare, None,
+       "compare this run with a stored run: NAME, a run id, or (no value) the latest "
+       "run saved on this machine", metavar="RUN", const="latest"),
+    _S(GATE, "compare_fail", parse_thresholds, "joules:10%",
+       "fail the session when a test got worse beyond METRIC:N% or METRIC:+X (J or ms) "
+       "AND significantly (one-sided Mann-Whitney U on per-trial values), e.g. "
+       "joules:10%,latency_ms:15%; none = report only (default joules:10%)", metavar="EXPR"),
+    _S(GATE, "compare_alpha", parse_alpha, 0.01,
+       "significance level of the compare test (default 0.01; with 5 vs 5 trials the "
+       "smallest possible p is 0.004)", metavar="ALPHA"),
+    _S(GATE, "compare_strict", parse_bool, False,
+       "make a missing baseline, or one from other hardware, an error (exit 3) "
+       "instead of a warning", flag=True),
+    _S(GATE, "suggest_budgets", parse_suggest, None,
+       "print suggested budgets (observed p95 x margin) for unbudgeted tests and tests "
+       "using under half their budget; with a PATH also write them there (.json: JSON)",
+       metavar="PATH", const=PRINT_ONLY),
+    _S(GATE, "suggest_margin", parse_margin, 1.2,
+       "headroom of suggested budgets over the observed p95 (default 1.2)", metavar="FACTOR"),
+    _S(GATE, "markdown", parse_path, None,
+       "write the energy summary and compare verdict as markdown to PATH (atomically); "
+       "also appended to $GITHUB_STEP_SUMMARY when that is set", metavar="PATH"),
 )
-
-# Session-wide settings.
-SESSION_SETTINGS: tuple[Setting, ...] = (
-    _setting("meter", parse_meter_spec, "auto",
-             "energy meter: auto (nvml for CUDA, rapl where readable, else estimate), nvml, rapl, "
-             "estimate, an entry point of group pytest_energy.meters, or package.module:attr"),
-    _setting("json", lambda v, argument: parse_path(v, argument=argument), None,
-             "write a JSON report of every measured test to this path (atomically)"),
-    _setting("summary", lambda v, argument: parse_bool(v, argument=argument), True,
-             "print the energy summary table (--energy-no-summary hides it)", flag=True,
-             cli="--energy-no-summary"),
-    _setting("all", lambda v, argument: parse_bool(v, argument=argument), False,
-             "measure every test, marked or not, with the default plan (a one-off audit: each "
-             "unmarked body then runs warm-up + measured times, and the run takes longer)",
-             flag=True),
-    _setting("require_hardware", lambda v, argument: parse_bool(v, argument=argument), False,
-             "fail tests that cannot be measured by a hardware counter instead of skipping "
-             "CUDA tests or falling back to estimates", flag=True),
-    _setting("contention", parse_choice(("warn", "fail")), "warn",
-             "what an over-budget result measured while other processes used the same GPU "
-             "does: warn (default: reported, the test does not fail) or fail"),
-    _setting("idle_baseline", lambda v, argument: parse_bool(v, argument=argument), True,
-             "measure each hardware meter's idle power once per session, to report dynamic "
-             "energy (gross minus idle) beside gross energy (default true)"),
-    _setting("warmup_settle", lambda v, argument: parse_seconds_or_zero(v, argument=argument),
-             1.0, "after the warm-up calls, keep running the code until the device's power "
-             "stops rising (hardware meters, auto rounds), at most this long, in seconds or "
-             "with a unit; 0 turns it off (default 1 s)"),
-    _setting("read_timeout", lambda v, argument: parse_positive_seconds(v, argument=argument),
-             10.0, "longest wait for one meter read before the meter counts as hung, in "
-             "seconds or with a unit (default 10 s)"),
-    _setting("estimate_watts_per_core",
-             lambda v, argument: parse_positive_watts(v, argument=argument), 10.0,
-             "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
-)
-
-ALL_SETTINGS = PER_TEST_SETTINGS + SESSION_SETTINGS
-SETTINGS_BY_NAME = {s.name: s for s in ALL_SETTINGS}
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+PER_TEST_SETTINGS = tuple(s for s in SETTINGS if s.area == PER_TEST)
+SESSION_SETTINGS = tuple(s for s in SETTINGS if s.area == SESSION)
+RIGHTSIZING_SETTINGS = tuple(s for s in SETTINGS if s.area == RIGHTSIZING)
+GATE_SETTINGS = tuple(s for s in SETTINGS if s.area == GATE)
+ALL_SETTINGS = SETTINGS
 
 # Marker keywords: the budgets, plus every per-test setting.
 BUDGET_KEYWORDS = ("joules", "latency_ms", "items", "joules_per_item", "group", "default",
@@ -260,6 +227,73 @@ MARKER_HELP = (
 )
 
 
+# ----- registration: one path for pytest's parser and the CLI's argparse ---------------------
+
+
+class _AddOption(Protocol):
+    """``group.addoption`` (pytest) or ``parser.add_argument`` (argparse)."""
+
+    def __call__(self, *names: str, **kwargs: Any) -> Any: ...
+
+
+def argparse_type(parse: Parser, argument: str) -> Callable[[str], Any]:
+    """Wrap a parser for argparse so a bad value is a usage error that teaches."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, argument=argument)
+        except EnergyConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = argument
+    return convert
+
+
+def _cli_type(setting: Setting, argument: str | None = None) -> Callable[[str], Any]:
+    """:func:`argparse_type` for a row, its errors naming ``argument`` (default its flag)."""
+    convert = argparse_type(setting.parse, argument or setting.cli)
+    convert.__name__ = setting.name
+    return convert
+
+
+def _register(add: _AddOption, setting: Setting, *, flag: str, dest: str, help: str) -> None:
+    """Register one row with an ``addoption``-like callable (values stay None if unset)."""
+    help = help.replace("%", "%%")  # argparse formats help with %
+    if setting.flag:
+        add(flag, action="store_true", default=None, dest=dest, help=help)
+        return
+    optional: dict[str, Any] = {} if setting.const is None else {"nargs": "?",
+                                                                 "const": setting.const}
+    add(flag, action="store", default=None, dest=dest, type=_cli_type(setting, flag),
+        metavar=setting.metavar, help=help, **optional)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every row as a CLI option (group "energy") and an ini key.
+
+    Called from ``pytest_addoption``; the table order is the ``--help`` order.
+    """
+    group = parser.getgroup(*_GROUP)
+    for setting in SETTINGS:
+        _register(group.addoption, setting, flag=setting.cli, dest=setting.dest,
+                  help=setting.help + f" [env {setting.env}, ini {setting.ini}]")
+        parser.addini(setting.ini, help=setting.help, type="string", default="")
+
+
+def add_cli_argument(parser: argparse.ArgumentParser, setting: Setting, flag: str, *,
+                     note: str = "") -> None:
+    """Mirror a row on the ``pytest-energy`` CLI under ``flag``: same parser and help.
+
+    The value stays None when the flag is absent, so the caller applies the row's
+    default (or, for ``--storage``, the plugin's precedence) itself.
+    """
+    _register(parser.add_argument, setting, flag=flag, dest=flag.lstrip("-").replace("-", "_"),
+              help=setting.help + note)
+
+
+# ----- resolution ------------------------------------------------------------------------------
+
+
 class Resolved:
     """A value and where it came from (for messages)."""
 
@@ -273,48 +307,37 @@ class Resolved:
         return f"Resolved({self.value!r}, {self.source!r})"
 
 
-def _cli_type(setting: Setting) -> Callable[[str], Any]:
-    """Wrap a parser for argparse so a bad value is a usage error that teaches."""
-
-    def convert(text: str) -> Any:
-        try:
-            return setting.parse(text, argument=setting.cli)
-        except EnergyConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = setting.name
-    return convert
+def _parse_from(setting: Setting, raw: str, source: str) -> Any:
+    try:
+        return setting.parse(raw.strip(), argument=setting.name)
+    except EnergyConfigError as exc:
+        raise EnergyConfigError(f"{source}: {exc}") from None
 
 
-def add_options(parser: pytest.Parser) -> None:
-    """Register every CLI option and ini key (called from pytest_addoption)."""
-    add_settings(parser, ALL_SETTINGS)
+def resolve_value(setting: Setting, cli_value: Any, environ: Mapping[str, str],
+                  ini_value: object, *, ini_source: str | None = None) -> Resolved:
+    """CLI > env > ini > default for one setting, from values already looked up.
 
-
-def add_settings(parser: pytest.Parser, settings: tuple[Setting, ...]) -> None:
-    """Register settings as CLI options (group "energy") and ini keys."""
-    group = parser.getgroup("energy", "energy budgets (pytest-energy)")
-    for setting in settings:
-        # argparse formats help with %: a literal percent sign must be doubled
-        help_text = setting.help.replace("%", "%%") + f" [env {setting.env}, ini {setting.ini}]"
-        if setting.flag:
-            group.addoption(setting.cli, action="store_true", default=None, dest=setting.dest,
-                            help=help_text)
-        else:
-            group.addoption(setting.cli, action="store", default=None, dest=setting.dest,
-                            type=_cli_type(setting), metavar=setting.name.upper(),
-                            help=help_text)
-        parser.addini(setting.ini, help=setting.help, type="string", default="")
+    ``cli_value`` is already parsed (argparse did it); env and ini values are raw text,
+    parsed here so an error names its source. Shared by the plugin and the CLI.
+    """
+    if cli_value is not None:
+        return Resolved(cli_value, setting.cli)
+    if environ.get(setting.env, "").strip():
+        source = f"environment variable {setting.env}"
+        return Resolved(_parse_from(setting, environ[setting.env], source), source)
+    if isinstance(ini_value, str) and ini_value.strip():
+        source = ini_source or f"ini option {setting.ini}"
+        return Resolved(_parse_from(setting, ini_value, source), source)
+    return Resolved(setting.default, "default")
 
 
 def _cli_value(setting: Setting, config: pytest.Config) -> Any:
     value = config.getoption(setting.dest, default=None)
-    if value is None:
-        return None
-    if setting.flag:
-        # --energy-no-summary turns a default-true setting off; other flags turn on.
-        return not setting.cli.startswith("--energy-no-")
-    return value
+    if value is None or not setting.flag:
+        return value
+    # --energy-no-summary turns a default-true setting off; other flags turn on.
+    return not setting.cli.startswith("--energy-no-")
 
 
 def resolve_setting(setting: Setting, config: pytest.Config,
@@ -325,23 +348,22 @@ def resolve_setting(setting: Setting, config: pytest.Config,
     """
     environ = os.environ if environ is None else environ
     cli = _cli_value(setting, config)
-    if cli is not None:
+    if cli is not None:  # getini is not needed (and not looked up) when the CLI decides
         return Resolved(cli, setting.cli)
-    if environ.get(setting.env, "").strip():
-        source = f"environment variable {setting.env}"
-        return Resolved(_parse_from(setting, environ[setting.env], source), source)
-    raw = config.getini(setting.ini)
-    if isinstance(raw, str) and raw.strip():
-        source = f"ini option {setting.ini}"
-        return Resolved(_parse_from(setting, raw, source), source)
-    return Resolved(setting.default, "default")
+    return resolve_value(setting, None, environ, config.getini(setting.ini))
 
 
-def _parse_from(setting: Setting, raw: str, source: str) -> Any:
-    try:
-        return setting.parse(raw.strip(), argument=setting.name)
-    except EnergyConfigError as exc:
-        raise EnergyConfigError(f"{source}: {exc}") from None
+def resolve_storage_dir(resolved: Resolved, *, invocation_dir: Path, rootdir: Path) -> Path:
+    """Relative storage paths: from the invocation dir for CLI/env, the rootdir for ini.
+
+    Like pytest's ``cache_dir``: an ini value is written relative to the project, a
+    command-line value relative to where the user typed it.
+    """
+    path = Path(str(resolved.value)).expanduser()
+    if path.is_absolute():
+        return path
+    base = invocation_dir if resolved.source.startswith(("--", "environment")) else rootdir
+    return base / path
 
 
 class SessionConfig:
@@ -364,7 +386,8 @@ class SessionConfig:
     @classmethod
     def from_config(cls, config: pytest.Config,
                     environ: Mapping[str, str] | None = None) -> SessionConfig:
-        """Resolve everything; a bad env or ini value raises EnergyConfigError (usage error)."""
-        return cls({s.name: resolve_setting(s, config, environ) for s in ALL_SETTINGS})
-
-
+        """Resolve the per-test and session rows; a bad env or ini value raises
+        EnergyConfigError (a usage error). Right-sizing and gate rows are resolved by
+        their own features, so a run that uses neither never parses them."""
+        return cls({s.name: resolve_setting(s, config, environ)
+                    for s in (*PER_TEST_SETTINGS, *SESSION_SETTINGS)})

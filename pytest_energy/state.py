@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from pytest_energy.config import ItemConfig
+from pytest_energy.entry import Budget, BudgetUse, Entry, RatingRule, Verdict
+from pytest_energy.measure import EnergyResult
 from pytest_energy.meters.loader import MeterChoice
-from pytest_energy.results import EnergyResult
 from pytest_energy.verdict import BudgetCheck, check_budgets
 
 
@@ -34,55 +33,41 @@ class ItemState:
 
 
 
-def empty_measurement() -> dict[str, Any]:
-    """The measurement fields of a test that produced no measurement (all null)."""
-    return {
-        "joules_per_call": None,
-        "joules_per_item": None,
-        "latency_ms": None,
-        "calls": 0,
-        "warmup_calls": 0,
-        "estimated": None,
-        "meter": None,
-        "valid": False,
-    }
-
-
-def build_entry(nodeid: str, state: ItemState) -> dict[str, Any]:
+def build_entry(nodeid: str, state: ItemState) -> Entry:
     """The report entry for a test, from whatever state it reached."""
-    config = state.config
-    entry: dict[str, Any] = {"nodeid": nodeid, "outcome": None, "partial": False}
-    if state.result is not None:
-        entry.update(state.result.to_dict())
-    else:
-        entry.update(empty_measurement())
-    entry["budget"] = {
-        "joules": config.joules if config else None,
-        "joules_per_item": config.joules_per_item if config else None,
-        "latency_ms": config.latency_ms if config else None,
-        "latency_stat": config.latency_stat if config else None,
-    }
-    entry["group"] = config.rating_group if config else None
-    entry["group_explicit"] = bool(config and config.group)
-    entry["variant"] = config.variant if config else None
-    entry["default_variant"] = bool(config and config.default_variant)
-    entry["fixture"] = state.uses_fixture
+    measured = state.result.to_dict() if state.result is not None else {}
+    entry = Entry.from_json({**measured, "nodeid": nodeid})
+    return entry.replace(**_declared(state.config), **_judged(state),
+                         fixture=state.uses_fixture, problem=_problem(state))
+
+
+def _declared(config: ItemConfig | None) -> dict[str, Any]:
+    """What the test declared: budgets, group, variant."""
+    if config is None:
+        return {}
+    return {"budget": Budget(joules=config.joules, joules_per_item=config.joules_per_item,
+                             latency_ms=config.latency_ms, latency_stat=config.latency_stat),
+            "group": config.rating_group, "group_explicit": bool(config.group),
+            "variant": config.variant, "default_variant": bool(config.default_variant)}
+
+
+def _judged(state: ItemState) -> dict[str, Any]:
+    """The budget verdict (or why there is none)."""
     check = state.check
-    entry["budget_use"] = {
-        "joules": check.joules_use if check else None,
-        "latency": check.latency_use if check else None,
-        "joules_per_item": check.item_use if check else None,
-    }
-    entry["rating"] = check.rating if check else None
-    entry["rating_rule"] = check.rating_rule if check else None
-    entry["verdict"] = check.verdict if check else ("not measured" if state.result is None
-                                                    else "measured")
-    entry["failures"] = list(check.failures) if check else []
-    entry["verdict_warnings"] = list(check.warnings) if check else []
-    entry["problem"] = state.config_error or state.problem
+    if check is None:
+        return {"verdict": Verdict.NOT_MEASURED if state.result is None else Verdict.MEASURED}
+    return {"budget_use": BudgetUse(joules=check.joules_use, latency=check.latency_use,
+                                    joules_per_item=check.item_use),
+            "rating": check.rating, "budget_rating": check.rating,
+            "rating_rule": None if check.rating is None else RatingRule.BUDGET,
+            "verdict": check.verdict, "failures": tuple(check.failures),
+            "verdict_warnings": tuple(check.warnings)}
+
+
+def _problem(state: ItemState) -> str | None:
     if state.choice is not None and state.choice.skip_reason:
-        entry["problem"] = state.choice.skip_reason
-    return entry
+        return state.choice.skip_reason
+    return state.config_error or state.problem
 
 
 def finish_item(state: ItemState, contention: str = "warn") -> BudgetCheck | None:
@@ -102,12 +87,3 @@ def finish_item(state: ItemState, contention: str = "warn") -> BudgetCheck | Non
         return state.check
     state.check = check_budgets(state.result, config, contention=contention)
     return state.check
-
-
-def outcome_of(report: pytest.TestReport) -> str:
-    """passed / failed / error / skipped / xfailed / xpassed, as the JSON report spells it."""
-    if hasattr(report, "wasxfail"):
-        return "xfailed" if report.skipped else "xpassed"
-    if report.when != "call" and report.failed:
-        return "error"
-    return str(report.outcome)

@@ -3,42 +3,80 @@ budgets, attach the entry to the report.
 
 Registered by :func:`pytest_energy.plugin.pytest_collection_modifyitems` only when a
 collected test has the ``energy_budget`` marker or uses the ``energy`` fixture (or with
-``--energy-all``), so suites that measure nothing never run them.
+``--energy-all``), so suites that measure nothing never import or run them.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from pytest_energy.errors import EnergyConfigError
-from pytest_energy.plugin import (
+from pytest_energy.config import ItemConfig
+from pytest_energy.entry import Outcome, Verdict
+from pytest_energy.errors import EnergyBudgetExceeded, EnergyConfigError, EnergyVerdictWarning
+from pytest_energy.fixture import EnergyFixture
+from pytest_energy.measure import Measurer
+from pytest_energy.meters.base import MeterError
+from pytest_energy.meters.loader import MeterPool
+from pytest_energy.meters.locks import register_process, unregister_process
+from pytest_energy.options import MARKER_NAME
+from pytest_energy.report.details import details_section, user_properties
+from pytest_energy.session import (
     ENTRY_ATTRIBUTE,
     FIXTURE_NAME,
     ITEM_STATE,
     SESSION,
-    EnergyBudgetExceeded,
     EnergySession,
-    EnergyVerdictWarning,
-    _wants_energy,
+    wants_energy,
 )
+from pytest_energy.state import ItemState, build_entry, finish_item
 
-if TYPE_CHECKING:
-    from pytest_energy.measure import Measurer
-    from pytest_energy.state import ItemState
+
+def meter_pool(session: EnergySession) -> MeterPool:
+    """The session's meters, created on the first test that needs one."""
+    if session.pool is None:
+        register_process()
+        session.cleanups.append(unregister_process)
+        config = session.config
+        session.pool = MeterPool(config.meter, watts_per_core=config.estimate_watts_per_core,
+                                 require_hardware=config.require_hardware)
+    return session.pool
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> Any:
+    """Header: which meter will measure each requested device, or why only estimates."""
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        return None
+    devices = set()
+    for item in items:
+        if wants_energy(item, session):
+            marker = item.get_closest_marker(MARKER_NAME)
+            device = marker.kwargs.get("device") if marker is not None else None
+            devices.add(device if isinstance(device, str) else
+                        session.config.per_test_defaults["device"].value)
+    return [_device_line(device, meter_pool(session)) for device in sorted(devices)]
+
+
+def _device_line(device: str, pool: MeterPool) -> str:
+    choice = pool.choose(device)
+    if choice.meter is None:
+        return (f"energy: device {device} -> not measurable: "
+                f"{choice.skip_reason or choice.error}")
+    meter = choice.meter
+    kind = "estimated" if meter.estimated else "hardware counter"
+    line = f"energy: device {device} -> {meter.name} {','.join(meter.domains())} ({kind})"
+    return line + (f"; {choice.note}" if choice.note else "")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(SESSION, None)
-    if session is None or not _wants_energy(item, session):
+    if session is None or not wants_energy(item, session):
         return
-    from pytest_energy.config import ItemConfig
-    from pytest_energy.state import ItemState
-
     uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
     error: str | None = None
     try:
@@ -56,10 +94,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
     """Pick the meter for the test's device; skip or fail the test when there is none."""
-    from pytest_energy.measure import Measurer
-
     assert state.config is not None
-    choice = session.pool.choose(state.config.device)
+    choice = meter_pool(session).choose(state.config.device)
     state.choice = choice
     if choice.skip_reason:
         pytest.skip(choice.skip_reason)
@@ -71,6 +107,11 @@ def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
                     read_timeout_s=session.config.read_timeout, sync=state.config.sync,
                     idle_baseline=session.config.idle_baseline,
                     settle_max_s=session.config.warmup_settle)
+
+
+def make_fixture(state: ItemState, session: EnergySession) -> EnergyFixture:
+    """The ``energy`` fixture's object for one test (see :func:`pytest_energy.plugin.energy`)."""
+    return EnergyFixture(state, lambda: choose_meter(state, session))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -85,8 +126,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         state.problem = ("async test functions are not measured by the marker alone: "
                          "use the energy fixture inside the test")
         return (yield)
-    from pytest_energy.meters.base import MeterError
-
     measurer = choose_meter(state, session)
     config = state.config
     result = measurer.new_result(config.items)
@@ -122,8 +161,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     state = item.stash.get(ITEM_STATE, None)
     if state is None:
         return
-    from pytest_energy.state import finish_item
-
     session = item.config.stash[SESSION]
     check = finish_item(state, session.config.contention)
     if check is None:
@@ -141,11 +178,8 @@ def _record_interrupted(item: pytest.Item) -> None:
     session = item.config.stash.get(SESSION, None)
     if state is None or session is None or state.result is None:
         return
-    from pytest_energy.state import build_entry
-
-    entry = build_entry(item.nodeid, state)
-    entry.update(outcome="interrupted", partial=True, verdict="interrupted")
-    session.entries[item.nodeid] = entry
+    session.entries[item.nodeid] = build_entry(item.nodeid, state).replace(
+        outcome=Outcome.INTERRUPTED, partial=True, verdict=Verdict.INTERRUPTED)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -162,14 +196,10 @@ def pytest_runtest_makereport(
         # latencies) so suites of thousands of measured tests stay small.
         del item.stash[ITEM_STATE]
         return report
-    from pytest_energy.state import build_entry
-
     entry = build_entry(item.nodeid, state)
-    setattr(report, ENTRY_ATTRIBUTE, entry)
+    setattr(report, ENTRY_ATTRIBUTE, entry.to_json())  # JSON: it crosses the xdist wire
     if call.when == "call" and state.result is not None:
-        from pytest_energy.report.terminal import details_section, user_properties
-
-        report.sections.append(("energy", details_section(entry)))
+        report.sections.append((ENTRY_ATTRIBUTE, details_section(entry)))
         for prop in user_properties(entry):
             item.user_properties.append(prop)  # junitxml reads them at teardown
             report.user_properties.append(prop)

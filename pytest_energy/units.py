@@ -58,26 +58,38 @@ def _parse_quantity(
             f"{argument}={value!r} is not valid: expected {accepted} (got {type(value).__name__})"
         )
     if isinstance(value, str):
-        match = re.match(_QUANTITY_PATTERN, value)
-        if not match:
-            raise EnergyConfigError(f"{argument}={value!r} is not valid: expected {accepted}")
-        number_text, unit_text = match.groups()
-        unit_key = unit_text.lower() if unit_text else bare_unit
-        if unit_key not in units:
-            known = ", ".join(sorted({u for u in units if u.isascii()}, key=units.__getitem__))
-            raise EnergyConfigError(
-                f"{argument}={value!r} has an unknown unit {unit_text!r}: use one of {known}"
-            )
-        number = float(number_text) * units[unit_key]
+        number = _parse_text(value, argument=argument, units=units, bare_unit=bare_unit,
+                             accepted=accepted)
     else:
         number = float(value)
+    _check_positive(number, value, argument=argument)
+    return number
+
+
+def _parse_text(value: str, *, argument: str, units: dict[str, float], bare_unit: str,
+                accepted: str) -> float:
+    """``"150 mJ"`` -> the number in the base unit of ``units``; unknown units named."""
+    match = re.match(_QUANTITY_PATTERN, value)
+    if not match:
+        raise EnergyConfigError(f"{argument}={value!r} is not valid: expected {accepted}")
+    number_text, unit_text = match.groups()
+    unit_key = unit_text.lower() if unit_text else bare_unit
+    if unit_key not in units:
+        known = ", ".join(sorted({u for u in units if u.isascii()}, key=units.__getitem__))
+        raise EnergyConfigError(
+            f"{argument}={value!r} has an unknown unit {unit_text!r}: use one of {known}"
+        )
+    return float(number_text) * units[unit_key]
+
+
+def _check_positive(number: float, value: object, *, argument: str) -> None:
+    """A budget is finite and greater than zero; each failure says which it broke."""
     if math.isnan(number) or math.isinf(number):
         raise EnergyConfigError(f"{argument}={value!r} is not valid: it must be a finite number")
     if number < 0:
         raise EnergyConfigError(f"{argument}={value!r} is not valid: a budget cannot be negative")
     if number == 0:
         raise EnergyConfigError(f"{argument}={value!r} is not valid: it must be greater than zero")
-    return number
 
 
 def parse_energy(value: object, *, argument: str = "joules") -> float:

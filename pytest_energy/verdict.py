@@ -13,29 +13,13 @@ into a reported warning instead:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from pytest_energy.config import ItemConfig
-from pytest_energy.results import EnergyResult
+from pytest_energy.entry import RatingRule, Verdict
+from pytest_energy.measure import EnergyResult
+from pytest_energy.stars import stars_for_use
 from pytest_energy.units import format_duration_ms, format_energy
-
-RATING_RULE_BUDGET = "budget"
-STAR_INTERVALS = 5  # five equal intervals, as in Hugging Face's AI Energy Score
-
-
-def stars_for_use(use: float) -> int:
-    """Stars for a budget use fraction: five equal intervals of [0, budget].
-
-    use <= 20% -> 5 stars, <= 40% -> 4, <= 60% -> 3, <= 80% -> 2, <= 100% -> 1; over
-    the budget -> 0 (the test fails). Mirrors the AI Energy Score rule (lowest 20% of
-    the range get 5 stars) with the budget as the range.
-    """
-    if math.isnan(use) or use < 0:
-        raise ValueError(f"budget use must be >= 0, got {use}")
-    if use > 1.0:
-        return 0
-    return max(1, STAR_INTERVALS - max(0, math.ceil(round(use * STAR_INTERVALS, 9)) - 1))
 
 
 def _over(value: float, budget: float) -> str:
@@ -50,7 +34,7 @@ class BudgetCheck:
     joules_use: float | None
     latency_use: float | None
     rating: int | None
-    rating_rule: str | None
+    rating_rule: RatingRule | None
     invalid: bool = False
     item_use: float | None = None
     warnings: tuple[str, ...] = ()
@@ -65,18 +49,18 @@ class BudgetCheck:
         return "\n".join(self.failures)
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         """Short word for tables: ok, over budget, invalid, inconclusive, measured."""
         if self.invalid:
-            return "invalid"
+            return Verdict.INVALID
         if self.failures:
-            return "over budget"
+            return Verdict.OVER_BUDGET
         if self.waived == "inconclusive":
-            return "inconclusive"
+            return Verdict.INCONCLUSIVE
         if self.waived == "contaminated":
-            return "over budget (contaminated)"
+            return Verdict.OVER_BUDGET_CONTAMINATED
         budgeted = (self.joules_use, self.latency_use, self.item_use)
-        return "ok" if any(use is not None for use in budgeted) else "measured"
+        return Verdict.OK if any(use is not None for use in budgeted) else Verdict.MEASURED
 
 
 @dataclass
@@ -127,45 +111,63 @@ class _Checker:
                 and min(per_trial) <= budget <= max(per_trial))
 
 
+def _latency_use(checker: _Checker) -> float | None:
+    """Check the latency budget; returns its use fraction, or None when unchecked."""
+    config, result = checker.config, checker.result
+    if config.latency_ms is None:
+        return None
+    latency = result.latency(config.latency_stat)
+    if latency is None:
+        checker.failures.append("latency budget could not be checked: no call was timed")
+        return None
+    if latency > config.latency_ms:
+        checker.failures.append(
+            f"latency budget exceeded: {format_duration_ms(latency)} "
+            f"{config.latency_stat} per call > {format_duration_ms(config.latency_ms)} "
+            f"budget ({_over(latency, config.latency_ms)}), {result.calls} calls"
+        )
+    return latency / config.latency_ms
+
+
+def _energy_uses(checker: _Checker) -> tuple[float | None, float | None]:
+    """Check the per-call and per-item energy budgets: (joules use, item use)."""
+    config, result = checker.config, checker.result
+    dynamic = " (dynamic)" if config.dynamic else ""
+    per_call = result.dynamic_joules_per_call if config.dynamic else result.joules_per_call
+    trials_per_call = result.trial_estimates(dynamic=config.dynamic)
+    joules_use = item_use = None
+    if config.joules is not None:
+        joules_use = checker.energy(f"call{dynamic}", per_call, config.joules, trials_per_call)
+    if config.joules_per_item is not None:
+        items = result.items_per_call
+        trials_per_item = [v / items for v in trials_per_call] if items else []
+        item_use = checker.energy("item", result.joules_per_item, config.joules_per_item,
+                                  trials_per_item)
+    return joules_use, item_use
+
+
+def _waive(checker: _Checker, contention: str) -> tuple[list[str], str | None]:
+    """The failures that stand, and why any were waived (contaminated, inconclusive)."""
+    result = checker.result
+    if checker.energy_failures and result.contaminated and contention == "warn":
+        found = "; ".join(c for c in result.conditions if c.startswith("contaminated"))
+        checker.warnings.extend(
+            f"not failed: {line} while other processes used the device ({found}); "
+            "--energy-contention=fail makes this a failure" for line in checker.energy_failures)
+        return checker.failures, "contaminated"
+    failures = checker.energy_failures + checker.failures
+    if any(w.startswith("inconclusive") for w in checker.warnings):
+        return failures, "inconclusive"
+    return failures, None
+
+
 def check_budgets(result: EnergyResult, config: ItemConfig, *,
                   contention: str = "warn") -> BudgetCheck:
     """Compare ``result`` with the budgets in ``config``."""
     checker = _Checker(result, config)
-    dynamic = " (dynamic)" if config.dynamic else ""
-    per_call = result.dynamic_joules_per_call if config.dynamic else result.joules_per_call
-    trials_per_call = result.trial_estimates(dynamic=config.dynamic)
-    joules_use = item_use = latency_use = None
-    if config.joules is not None:
-        joules_use = checker.energy(f"call{dynamic}", per_call, config.joules, trials_per_call)
-    if config.joules_per_item is not None:
-        per_item = result.joules_per_item
-        items = result.items_per_call
-        trials_per_item = [v / items for v in trials_per_call] if items else []
-        item_use = checker.energy("item", per_item, config.joules_per_item, trials_per_item)
-    if config.latency_ms is not None:
-        latency = result.latency(config.latency_stat)
-        if latency is None:
-            checker.failures.append("latency budget could not be checked: no call was timed")
-        else:
-            latency_use = latency / config.latency_ms
-            if latency > config.latency_ms:
-                checker.failures.append(
-                    f"latency budget exceeded: {format_duration_ms(latency)} "
-                    f"{config.latency_stat} per call > {format_duration_ms(config.latency_ms)} "
-                    f"budget ({_over(latency, config.latency_ms)}), {result.calls} calls"
-                )
-    waived = None
-    failures = checker.failures
-    if checker.energy_failures and result.contaminated and contention == "warn":
-        waived = "contaminated"
-        checker.warnings.extend(
-            f"not failed: {line} while other processes used the device "
-            f"({'; '.join(c for c in result.conditions if c.startswith('contaminated'))}); "
-            "--energy-contention=fail makes this a failure" for line in checker.energy_failures)
-    else:
-        failures = checker.energy_failures + failures
-    if waived is None and any(w.startswith("inconclusive") for w in checker.warnings):
-        waived = "inconclusive"
+    joules_use, item_use = _energy_uses(checker)
+    latency_use = _latency_use(checker)
+    failures, waived = _waive(checker, contention)
     use = joules_use if joules_use is not None else item_use
     rating = stars_for_use(use) if use is not None and use >= 0 else None
     unmeasured = (config.joules is not None or config.joules_per_item is not None) and (
@@ -175,7 +177,7 @@ def check_budgets(result: EnergyResult, config: ItemConfig, *,
         joules_use=joules_use,
         latency_use=latency_use,
         rating=rating,
-        rating_rule=RATING_RULE_BUDGET if rating is not None else None,
+        rating_rule=RatingRule.BUDGET if rating is not None else None,
         invalid=unmeasured,
         item_use=item_use,
         warnings=tuple(checker.warnings),

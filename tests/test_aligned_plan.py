@@ -18,8 +18,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 sensor_sim = pytest.importorskip("sensor_sim")  # needs numpy
 
-from pytest_energy.measure import PARTIAL_COVERAGE, Measurer  # noqa: E402
-from pytest_energy.results import EnergyResult  # noqa: E402
+from pytest_energy.measure import EnergyResult, Measurer, Trial  # noqa: E402
+from pytest_energy.measure.aligned import (  # noqa: E402
+    MULTI_DEVICE_WARNING,
+    PARTIAL_COVERAGE,
+    UNSAMPLED_TAIL_WARNING,
+)
 
 A100 = sensor_sim.SENSORS["a100"]
 
@@ -142,8 +146,6 @@ def test_aligned_power_and_per_item_energy_follow_the_counted_steps() -> None:
 def _aligned_result(sets: int, size: int) -> EnergyResult:
     """Windows of one counted 100 ms step each, ``sets`` whole sets of ``size``; window
     i of a set reads 10 + i J (aliasing), so every set pools to the same value."""
-    from pytest_energy.results import Trial
-
     result = EnergyResult(meter="sim", estimated=False, domains=["gpu:0"], device="cuda:0",
                           plan="phase-aligned", step_period_s=0.1)
     for k in range(sets):
@@ -171,8 +173,6 @@ def test_values_per_set_from_five_sets_else_per_window() -> None:
 
 
 def test_several_stepped_devices_are_aligned_to_the_first_and_say_so() -> None:
-    from pytest_energy.measure import MULTI_DEVICE_WARNING
-
     call = sensor_sim.constant_call(0.004)
     sim = sensor_sim.SensorSim(A100, call, seed=4, read_cost_s=2e-4)
 
@@ -209,8 +209,6 @@ def test_calls_just_under_the_period_count_a_step_in_every_block(call_s: float) 
 @pytest.mark.parametrize("call_s,warned", [(0.11, True), (0.12, True), (0.3, False),
                                             (0.15, False)])
 def test_long_calls_with_an_unsampled_tail_say_so(call_s: float, warned: bool) -> None:
-    from pytest_energy.measure import UNSAMPLED_TAIL_WARNING
-
     _, result = _measure(1, aligned=True, call_s=call_s, window_s=0.025, max_time_s=None)
     found = [w for w in result.warnings if w.startswith(UNSAMPLED_TAIL_WARNING)]
     assert bool(found) == warned, result.warnings

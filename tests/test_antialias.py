@@ -1,16 +1,37 @@
-"""The pure planning functions of pytest_energy.antialias."""
+"""The pure planning functions of the phase-aligned plan (pytest_energy.measure.antialias,
+.schedule and .grid) and the reference loop of bench/antialias_loop.py."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
 import math
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_energy import antialias as aa
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from antialias_loop import BlockReading, per_call_energy, phase_offsets
+
+from pytest_energy.measure.antialias import (
+    SET_TOLERANCE,
+    choose_plan,
+    complete_sets,
+    coverage_imbalance,
+    in_complete_sets,
+    set_size,
+)
+from pytest_energy.measure.grid import StepGrid, measure_grid, wait_for_step
+from pytest_energy.measure.schedule import (
+    PhaseSchedule,
+    block_end,
+    place_block,
+    van_der_corput,
+)
 
 
 def _circular_gaps(points: list[float], span: float) -> list[float]:
@@ -20,18 +41,18 @@ def _circular_gaps(points: list[float], span: float) -> list[float]:
 
 # ----- offsets -------------------------------------------------------------------------
 def test_van_der_corput_base_2_and_3():
-    assert [aa.van_der_corput(i) for i in range(6)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625]
-    assert aa.van_der_corput(1, 3) == pytest.approx(1 / 3)
-    assert aa.van_der_corput(4, 3) == pytest.approx(1 / 3 + 1 / 9)
+    assert [van_der_corput(i) for i in range(6)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625]
+    assert van_der_corput(1, 3) == pytest.approx(1 / 3)
+    assert van_der_corput(4, 3) == pytest.approx(1 / 3 + 1 / 9)
     with pytest.raises(ValueError):
-        aa.van_der_corput(-1)
+        van_der_corput(-1)
     with pytest.raises(ValueError):
-        aa.van_der_corput(1, base=1)
+        van_der_corput(1, base=1)
 
 
 @given(count=st.integers(1, 80), span=st.floats(1e-4, 1.0), shift=st.floats(0, 0.999))
 def test_stratified_offsets_are_one_per_stratum(count, span, shift):
-    offsets = aa.phase_offsets(count, span, shift=shift)
+    offsets = phase_offsets(count, span, shift=shift)
     assert len(offsets) == count
     assert all(0 <= o < span for o in offsets)
     # exactly evenly spaced around the circle of length span
@@ -42,7 +63,7 @@ def test_stratified_offsets_are_one_per_stratum(count, span, shift):
 @given(count=st.integers(1, 80), shift=st.floats(0, 0.999))
 def test_every_prefix_of_the_stratified_offsets_is_spread(count, shift):
     """A loop cut short by its time budget keeps a well spread set of phases."""
-    offsets = aa.phase_offsets(count, 1.0, shift=shift)
+    offsets = phase_offsets(count, 1.0, shift=shift)
     for m in range(1, count + 1):
         assert max(_circular_gaps(offsets[:m], 1.0)) <= 2.0 / m + 1e-9
 
@@ -50,17 +71,17 @@ def test_every_prefix_of_the_stratified_offsets_is_spread(count, shift):
 @given(count=st.integers(1, 200))
 def test_golden_and_vdc_offsets_cover_the_span(count):
     for sequence, bound in (("golden", 2.7), ("vdc", 2.0)):
-        offsets = aa.phase_offsets(count, 2.0, sequence=sequence)
+        offsets = phase_offsets(count, 2.0, sequence=sequence)
         assert all(0 <= o < 2.0 for o in offsets)
         assert max(_circular_gaps(offsets, 2.0)) <= bound * 2.0 / count + 1e-9
 
 
 def test_offsets_reject_bad_arguments():
     with pytest.raises(ValueError):
-        aa.phase_offsets(-1, 1.0)
+        phase_offsets(-1, 1.0)
     with pytest.raises(ValueError):
-        aa.phase_offsets(3, 1.0, sequence="sobol")  # type: ignore[arg-type]
-    assert aa.phase_offsets(0, 1.0) == []
+        phase_offsets(3, 1.0, sequence="sobol")  # type: ignore[arg-type]
+    assert phase_offsets(0, 1.0) == []
 
 
 # ----- polling for a step --------------------------------------------------------------
@@ -87,7 +108,7 @@ class FakeCounter:
 @given(step=st.floats(0.001, 0.2), cost=st.floats(2e-5, 5e-4))
 def test_wait_for_step_returns_right_after_the_step(step, cost):
     counter = FakeCounter([step], cost=cost)
-    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0)
+    got = wait_for_step(counter.read, counter.clock, timeout_s=1.0)
     assert got is not None
     assert got.value == 1.0
     # the read that saw it started at or after the step, one poll at most later; the
@@ -99,7 +120,7 @@ def test_wait_for_step_returns_right_after_the_step(step, cost):
 
 def test_wait_for_step_times_out_cleanly():
     counter = FakeCounter([], cost=1e-3)
-    assert aa.wait_for_step(counter.read, counter.clock, timeout_s=0.05) is None
+    assert wait_for_step(counter.read, counter.clock, timeout_s=0.05) is None
     assert 0.05 <= counter.t <= 0.05 + 3e-3  # gave up right after the timeout
 
 
@@ -111,7 +132,7 @@ def test_wait_for_step_can_sleep_between_polls():
         slept.append(s)
         counter.t += s
 
-    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0, sleep=sleep,
+    got = wait_for_step(counter.read, counter.clock, timeout_s=1.0, sleep=sleep,
                            poll_s=0.01)
     assert got is not None and 0.1 <= got.time_s < 0.1 + 0.011
     assert counter.reads < 15 and slept
@@ -121,17 +142,17 @@ def test_measure_grid_with_a_known_period_and_by_timing_steps():
     period = 0.1
     steps = [0.0371 + k * period for k in range(20)]
     counter = FakeCounter(steps, cost=2e-5, start=0.01)
-    grid = aa.measure_grid(counter.read, counter.clock, period_s=period)
+    grid = measure_grid(counter.read, counter.clock, period_s=period)
     assert grid is not None and grid.period_s == period
     assert 0.0371 <= grid.ref_s <= 0.0371 + 5e-5
     counter = FakeCounter(steps, cost=2e-5, start=0.01)
-    grid = aa.measure_grid(counter.read, counter.clock, intervals=4)
+    grid = measure_grid(counter.read, counter.clock, intervals=4)
     assert grid is not None
     assert grid.period_s == pytest.approx(period, abs=2e-5)
     assert grid.phase(0.0371) == pytest.approx(0.0, abs=5e-5) or grid.phase(
         0.0371) == pytest.approx(period, abs=5e-5)
     idle = FakeCounter([], cost=1e-3)
-    assert aa.measure_grid(idle.read, idle.clock, period_s=0.01) is None
+    assert measure_grid(idle.read, idle.clock, period_s=0.01) is None
     assert idle.t < 0.04
 
 
@@ -157,18 +178,18 @@ def test_a_slow_read_widens_the_step_instead_of_timing_it_early():
     # may have happened anywhere in that read, so its time is the read's end
     counter = SlowReadCounter([0.1], slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
                               start=0.09)
-    got = aa.wait_for_step(counter.read, counter.clock, timeout_s=1.0)
+    got = wait_for_step(counter.read, counter.clock, timeout_s=1.0)
     assert got is not None and got.value == 1.0
     assert got.time_s >= 0.1 and got.resolution_s >= 5e-3
     # ... and measure_grid skips such a step when asked for precision
     steps = [0.1 + k * 0.1 for k in range(10)]
     counter = SlowReadCounter(steps, slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
                               start=0.09)
-    grid = aa.measure_grid(counter.read, counter.clock, period_s=0.1, max_resolution_s=5e-4)
+    grid = measure_grid(counter.read, counter.clock, period_s=0.1, max_resolution_s=5e-4)
     assert grid is not None and 0.2 <= grid.ref_s <= 0.2 + 5e-5  # the next, precise step
     counter = SlowReadCounter(steps, slow=(0.0999, 0.1), slow_cost=5e-3, cost=2e-5,
                               start=0.09)
-    grid = aa.measure_grid(counter.read, counter.clock, intervals=5, max_resolution_s=5e-4)
+    grid = measure_grid(counter.read, counter.clock, intervals=5, max_resolution_s=5e-4)
     assert grid is not None and grid.period_s == pytest.approx(0.1, abs=2e-5)
 
 
@@ -176,7 +197,7 @@ def test_a_slow_read_widens_the_step_instead_of_timing_it_early():
 @given(ref=st.floats(-5, 5), period=st.floats(0.005, 0.2), a=st.floats(-3, 3),
        length=st.floats(0, 3))
 def test_grid_counts_the_steps_in_a_half_open_interval(ref, period, a, length):
-    grid = aa.StepGrid(ref, period)
+    grid = StepGrid(ref, period)
     b = a + length
     k_lo, k_hi = math.floor((a - ref) / period) - 2, math.ceil((b - ref) / period) + 2
     brute = sum(1 for k in range(k_lo, k_hi + 1) if a < ref + k * period <= b)
@@ -187,13 +208,13 @@ def test_grid_counts_the_steps_in_a_half_open_interval(ref, period, a, length):
 
 
 def test_grid_exact_cases():
-    grid = aa.StepGrid(0.05, 0.1)
+    grid = StepGrid(0.05, 0.1)
     assert grid.steps_between(0.05, 0.15) == 1  # (0.05, 0.15] holds 0.15 only
     assert grid.steps_between(0.049, 0.05) == 1
     assert grid.steps_between(0.051, 0.149) == 0
     assert grid.steps_between(0.2, 0.1) == 0
     with pytest.raises(ValueError):
-        aa.StepGrid(0.0, 0.0)
+        StepGrid(0.0, 0.0)
 
 
 # ----- phase sets -------------------------------------------------------------------------
@@ -213,7 +234,7 @@ def _coverage(phases: list[float], window: float, span: float, points: int = 200
     (0.025, 0.01, 2), (0.010, 0.05, 5), (0.025, 0.02, 4),
 ])
 def test_set_size_is_the_fewest_phases_that_cover_the_span_evenly(window, span, size):
-    assert aa.set_size(window, span) == size
+    assert set_size(window, span) == size
     counts = _coverage([i * span / size for i in range(size)], window, span)
     assert max(counts) == min(counts)  # every point of the call sampled equally often
     if size > 1:  # one phase fewer would not do
@@ -224,18 +245,18 @@ def test_set_size_is_the_fewest_phases_that_cover_the_span_evenly(window, span, 
 @settings(max_examples=200)
 @given(window=st.floats(0.001, 0.1), span=st.floats(0.0005, 0.1))
 def test_set_size_keeps_the_coverage_imbalance_small_or_least(window, span):
-    size = aa.set_size(window, span, cap=16)
-    imbalance = aa.coverage_imbalance(size, window, span)
+    size = set_size(window, span, cap=16)
+    imbalance = coverage_imbalance(size, window, span)
     assert 1 <= size <= 16
-    assert imbalance <= aa.SET_TOLERANCE or imbalance <= min(
-        aa.coverage_imbalance(n, window, span) for n in range(1, 17)) + 1e-12
+    assert imbalance <= SET_TOLERANCE or imbalance <= min(
+        coverage_imbalance(n, window, span) for n in range(1, 17)) + 1e-12
 
 
 def test_coverage_imbalance_rejects_bad_arguments():
     with pytest.raises(ValueError):
-        aa.coverage_imbalance(0, 0.025, 0.05)
+        coverage_imbalance(0, 0.025, 0.05)
     with pytest.raises(ValueError):
-        aa.coverage_imbalance(2, 0.0, 0.05)
+        coverage_imbalance(2, 0.0, 0.05)
 
 
 # ----- plans -----------------------------------------------------------------------------
@@ -246,7 +267,7 @@ def test_coverage_imbalance_rejects_bad_arguments():
 def test_plan_respects_the_time_budget_unless_told_to_cover(period, call, budget, window,
                                                             cover):
     sensor_window = None if window is None else window * period
-    plan = aa.choose_plan(period, call, budget_s=budget, sensor_window_s=sensor_window,
+    plan = choose_plan(period, call, budget_s=budget, sensor_window_s=sensor_window,
                           cover=cover)
     assert plan.blocks >= 1 and plan.set_size >= 1
     assert plan.mode == ("short" if call < period - 2 * plan.guard_s else "long")
@@ -263,26 +284,26 @@ def test_plan_respects_the_time_budget_unless_told_to_cover(period, call, budget
 
 def test_plan_block_counts_for_the_default_budget():
     # unknown sensor window: a lead-in per block, two periods a block
-    assert aa.choose_plan(0.1, 0.001).blocks == 9
+    assert choose_plan(0.1, 0.001).blocks == 9
     # A100/H100 window known: most blocks start clean, about one period each
-    assert aa.choose_plan(0.1, 0.001, sensor_window_s=0.025).blocks == 19
-    assert aa.choose_plan(0.1, 0.05, sensor_window_s=0.025).set_size == 2
+    assert choose_plan(0.1, 0.001, sensor_window_s=0.025).blocks == 19
+    assert choose_plan(0.1, 0.05, sensor_window_s=0.025).set_size == 2
     # long calls, window known: four clean phases whose windows tile the period
-    plan = aa.choose_plan(0.1, 0.3, sensor_window_s=0.025)
+    plan = choose_plan(0.1, 0.3, sensor_window_s=0.025)
     assert (plan.mode, plan.set_size, plan.blocks, plan.clean_before_s) == (
         "long", 4, 4, pytest.approx(0.025 + 0.25 * plan.guard_s))
     assert plan.long_phases_s == pytest.approx((0.02525, 0.04983, 0.07442, 0.099), abs=1e-5)
     assert plan.expected_s <= 2.0
     # 1 s calls: a set takes ~4 s; cover (default) runs it, otherwise the budget rules
-    assert aa.choose_plan(0.1, 1.0, sensor_window_s=0.025).blocks == 4
-    capped = aa.choose_plan(0.1, 1.0, sensor_window_s=0.025, cover=False)
+    assert choose_plan(0.1, 1.0, sensor_window_s=0.025).blocks == 4
+    capped = choose_plan(0.1, 1.0, sensor_window_s=0.025, cover=False)
     assert capped.blocks == 1 and not capped.covered and capped.expected_s <= 2.0
     # unknown window and a call as long as the budget: one block right after a step
-    plan = aa.choose_plan(0.1, 1.5)
+    plan = choose_plan(0.1, 1.5)
     assert plan.blocks == 1 and plan.long_phases_s == (0.1 - plan.guard_s,)
     assert plan.clean_before_s == 0.0
     with pytest.raises(ValueError):
-        aa.choose_plan(0.0, 0.01)
+        choose_plan(0.0, 0.01)
 
 
 # ----- placing blocks --------------------------------------------------------------------
@@ -292,15 +313,15 @@ def test_plan_block_counts_for_the_default_budget():
        fraction=st.floats(0, 0.999), ref=st.floats(0, 1), drift=st.floats(0.97, 1.03))
 def test_place_block_puts_the_counted_samples_at_the_phase(
         period, call, window, now, fraction, ref, drift):
-    plan = aa.choose_plan(period, call, sensor_window_s=None if window is None
+    plan = choose_plan(period, call, sensor_window_s=None if window is None
                           else window * period)
-    grid = aa.StepGrid(ref, period)
+    grid = StepGrid(ref, period)
     actual = call * drift  # the measured call, a little off the warm-up estimate
     if plan.mode == "short":
         phase = fraction * actual
     else:
         phase = plan.guard_s + fraction * (period - 2 * plan.guard_s)
-    start, reference, finish, *_ = aa.place_block(plan, grid, now, phase, actual)
+    start, reference, finish, *_ = place_block(plan, grid, now, phase, actual)
     assert now <= start <= reference <= finish
     lead_calls = math.ceil((reference - start) / actual - 1e-9) if reference > start else 0
     first_read = start + lead_calls * actual
@@ -309,7 +330,7 @@ def test_place_block_puts_the_counted_samples_at_the_phase(
         assert grid.next_step(start) - start >= plan.clean_before_s - 1e-9
     else:
         assert first_read >= grid.last_step(reference) + plan.guard_s - 1e-9
-    end, calls = aa.block_end(plan, grid, first_read)
+    end, calls = block_end(plan, grid, first_read)
     first_counted = grid.next_step(first_read)
     if plan.mode == "short":
         into_call = (first_counted - start) % actual
@@ -327,9 +348,9 @@ def test_place_block_puts_the_counted_samples_at_the_phase(
 
 
 def test_short_blocks_wait_at_most_a_call():
-    plan = aa.choose_plan(0.1, 0.003)
-    schedule = aa.PhaseSchedule(plan, shift=0.4)
-    grid = aa.StepGrid(0.0, 0.1)
+    plan = choose_plan(0.1, 0.003)
+    schedule = PhaseSchedule(plan, shift=0.4)
+    grid = StepGrid(0.0, 0.1)
     for i in range(plan.blocks):
         now = 0.1 * i + 0.0123
         assert schedule.next_block(grid, now, 0.003).start_s - now < 0.003 + 1e-12
@@ -343,10 +364,10 @@ def test_long_call_fallback_placements_are_rare():
         for factor in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0, 1.2, 1.5, 2, 3):
             call = period * factor
             for window in (None, period / 4):
-                plan = aa.choose_plan(period, call, sensor_window_s=window)
+                plan = choose_plan(period, call, sensor_window_s=window)
                 if plan.mode != "long" or plan.clean_before_s == 0.0:
                     continue
-                grid = aa.StepGrid(0.0123, period)
+                grid = StepGrid(0.0123, period)
                 phases = plan.long_phases_s or tuple(
                     plan.guard_s + (i + 0.3) / 4 * (period - 2 * plan.guard_s)
                     for i in range(4))
@@ -354,7 +375,7 @@ def test_long_call_fallback_placements_are_rare():
                     actual = call * drift
                     for phase in phases:
                         for now in (0.0, 0.37, 1.234):
-                            start, reference, *_ = aa.place_block(plan, grid, now, phase,
+                            start, reference, *_ = place_block(plan, grid, now, phase,
                                                                   actual)
                             lead = (math.ceil((reference - start) / actual - 1e-9)
                                     if reference > start else 0)
@@ -368,9 +389,9 @@ def test_long_call_fallback_placements_are_rare():
 
 # ----- the schedule ------------------------------------------------------------------------
 def test_long_sets_hand_out_the_tiling_with_short_pauses():
-    plan = aa.choose_plan(0.1, 0.3, sensor_window_s=0.025, budget_s=4.0)
-    schedule = aa.PhaseSchedule(plan, shift=0.7)
-    grid = aa.StepGrid(0.0, 0.1)
+    plan = choose_plan(0.1, 0.3, sensor_window_s=0.025, budget_s=4.0)
+    schedule = PhaseSchedule(plan, shift=0.7)
+    grid = StepGrid(0.0, 0.1)
     now, handed = 0.05, []
     for _ in range(2 * plan.set_size):
         block = schedule.next_block(grid, now, 0.3)
@@ -389,9 +410,9 @@ def test_long_sets_hand_out_the_tiling_with_short_pauses():
 
 
 def test_short_sets_are_spaced_evenly_over_the_measured_call():
-    plan = aa.choose_plan(0.1, 0.05, sensor_window_s=0.025)
-    schedule = aa.PhaseSchedule(plan, shift=0.1)
-    grid = aa.StepGrid(0.0, 0.1)
+    plan = choose_plan(0.1, 0.05, sensor_window_s=0.025)
+    schedule = PhaseSchedule(plan, shift=0.1)
+    grid = StepGrid(0.0, 0.1)
     now, by_set = 0.0, {}
     for _ in range(6):
         block = schedule.next_block(grid, now, 0.05)
@@ -409,49 +430,49 @@ def test_short_sets_are_spaced_evenly_over_the_measured_call():
 
 def test_first_set_is_abandoned_when_the_first_block_measures_another_call():
     # the warm-up said 95 ms (a short call); the first block measured 100 ms (long)
-    plan = aa.choose_plan(0.1, 0.095, sensor_window_s=0.025)
+    plan = choose_plan(0.1, 0.095, sensor_window_s=0.025)
     assert plan.mode == "short"
-    schedule = aa.PhaseSchedule(plan, shift=0.0)
-    grid = aa.StepGrid(0.0, 0.1)
+    schedule = PhaseSchedule(plan, shift=0.0)
+    grid = StepGrid(0.0, 0.1)
     first = schedule.next_block(grid, 0.0, 0.095)
     second = schedule.next_block(grid, first.finish_s, 0.1)
     assert (first.phase_set, second.phase_set) == (0, 1)
     assert schedule.plan.mode == "long" and second.set_size == 4
     sets = [(first.phase_set, first.set_size), (second.phase_set, second.set_size)]
-    assert aa.complete_sets(sets) == 0
+    assert complete_sets(sets) == 0
 
 
 # ----- combining blocks -----------------------------------------------------------------
 def test_per_call_energy_is_power_per_counted_step_times_call_duration():
-    grid = aa.StepGrid(0.0, 0.1)
+    grid = StepGrid(0.0, 0.1)
     watts, call = 250.0, 0.004
     readings = [
         # block over one step, 25 calls; block over two steps, 50 calls
-        aa.BlockReading(watts * 0.1, 0.05, 0.151, 25, busy_s=25 * call),
-        aa.BlockReading(watts * 0.2, 0.32, 0.52, 50, busy_s=50 * call),
+        BlockReading(watts * 0.1, 0.05, 0.151, 25, busy_s=25 * call),
+        BlockReading(watts * 0.2, 0.32, 0.52, 50, busy_s=50 * call),
     ]
-    assert aa.per_call_energy(readings, grid) == pytest.approx(watts * call)
+    assert per_call_energy(readings, grid) == pytest.approx(watts * call)
     # without busy time, the reads' span / calls is the call duration
-    readings = [aa.BlockReading(watts * 0.1, 0.05, 0.15, 25)]
-    assert aa.per_call_energy(readings, grid) == pytest.approx(watts * 0.1 / 25)
+    readings = [BlockReading(watts * 0.1, 0.05, 0.15, 25)]
+    assert per_call_energy(readings, grid) == pytest.approx(watts * 0.1 / 25)
     # a block that spans no step carries no information
-    assert aa.per_call_energy([aa.BlockReading(1.0, 0.01, 0.09, 3)], grid) is None
-    assert aa.per_call_energy([], grid) is None
+    assert per_call_energy([BlockReading(1.0, 0.01, 0.09, 3)], grid) is None
+    assert per_call_energy([], grid) is None
 
 
 def test_only_whole_sets_are_pooled_unless_none_is_whole():
     sets = [(0, 2), (0, 2), (1, 2), (None, 1)]
-    assert aa.in_complete_sets(sets) == [True, True, False, True]
-    assert aa.complete_sets(sets) == 1
-    assert aa.in_complete_sets([(0, 4), (0, 4)]) == [True, True]  # partial: all count
-    assert aa.complete_sets([(0, 4), (0, 4)]) == 0
-    grid = aa.StepGrid(0.0, 0.1)
-    whole = [aa.BlockReading(10.0, 0.05, 0.151, 1, 0.1, 0, 2),
-             aa.BlockReading(30.0, 0.25, 0.351, 1, 0.1, 0, 2)]
-    unfinished = aa.BlockReading(1000.0, 0.45, 0.551, 1, 0.1, 1, 2)
+    assert in_complete_sets(sets) == [True, True, False, True]
+    assert complete_sets(sets) == 1
+    assert in_complete_sets([(0, 4), (0, 4)]) == [True, True]  # partial: all count
+    assert complete_sets([(0, 4), (0, 4)]) == 0
+    grid = StepGrid(0.0, 0.1)
+    whole = [BlockReading(10.0, 0.05, 0.151, 1, 0.1, 0, 2),
+             BlockReading(30.0, 0.25, 0.351, 1, 0.1, 0, 2)]
+    unfinished = BlockReading(1000.0, 0.45, 0.551, 1, 0.1, 1, 2)
     # 40 J over two counted steps of 0.1 s: 200 W x 0.1 s per call; the unfinished
     # set's block is left out
-    assert aa.per_call_energy([*whole, unfinished], grid) == pytest.approx(20.0)
+    assert per_call_energy([*whole, unfinished], grid) == pytest.approx(20.0)
 
 
 @pytest.mark.parametrize("window,grown", [(0.025, 0.3), (0.025, 1.0), (None, 0.12),
@@ -459,9 +480,9 @@ def test_only_whole_sets_are_pooled_unless_none_is_whole():
 def test_a_call_that_grows_mid_set_gets_a_new_plan_not_a_hang(window, grown):
     """A short-call set (40 ms) whose calls suddenly last longer than the period (a
     stall, a recompile): the next block replans instead of searching forever."""
-    plan = aa.choose_plan(0.1, 0.04, sensor_window_s=window)
-    schedule = aa.PhaseSchedule(plan, shift=0.3)
-    grid = aa.StepGrid(0.0, 0.1)
+    plan = choose_plan(0.1, 0.04, sensor_window_s=window)
+    schedule = PhaseSchedule(plan, shift=0.3)
+    grid = StepGrid(0.0, 0.1)
     now = 0.0
     for call in (0.04, 0.04, 0.04, grown, grown):
         block = schedule.next_block(grid, now, call)
@@ -471,8 +492,8 @@ def test_a_call_that_grows_mid_set_gets_a_new_plan_not_a_hang(window, grown):
 
 
 def test_short_placement_is_bounded_even_for_an_impossible_phase():
-    plan = aa.choose_plan(0.1, 0.04, sensor_window_s=0.025)
-    grid = aa.StepGrid(0.0, 0.1)
+    plan = choose_plan(0.1, 0.04, sensor_window_s=0.025)
+    grid = StepGrid(0.0, 0.1)
     # a 300 ms call in a short plan: no clean or lead-in start matches; still returns
-    start, reference, finish, *_ = aa.place_block(plan, grid, 0.05, 0.02, 0.3)
+    start, reference, finish, *_ = place_block(plan, grid, 0.05, 0.02, 0.3)
     assert 0.05 <= start <= reference <= finish

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from pytest_energy import cli
-from pytest_energy.compare import cpu_model, fingerprint, machine_identity
-from pytest_energy.jsonreport import machine_info
-from pytest_energy.storage import NewRun, open_storage
+from pytest_energy.entry import Entry
+from pytest_energy.history.machine import cpu_model, fingerprint, machine_identity
+from pytest_energy.history.runs import NewRun
+from pytest_energy.history.storage import open_storage
+from pytest_energy.report.jsonreport import machine_info
 
 HERE = {**machine_info(), "cpu_model": cpu_model()}
 HERE_FP = fingerprint(machine_identity(HERE))
@@ -24,9 +26,10 @@ def entry(nodeid: str, per_call: list[float], **extra: Any) -> dict[str, Any]:
     ordered = sorted(per_call)
     return {"nodeid": nodeid, "outcome": "passed", "joules_per_call": ordered[len(ordered) // 2],
             "meter": "rapl", "domains": ["package:0"], "estimated": False,
-            "latency_ms": {"median": 1.5}, "budget": {"joules": 2.0, "latency_ms": None},
+            "latency_ms": dict.fromkeys(("median", "p95", "mean", "min", "max"), 1.5),
+            "budget": {"joules": 2.0, "latency_ms": None},
             "joules_spread": {"min": ordered[0], "max": ordered[-1], "cv": 0.01},
-            "verdict": "ok",
+            "verdict": "ok", "valid": True,
             "trials": [{"calls": 10, "window_s": 0.01, "joules": {"package:0": v * 10},
                         "latency_ms_median": 1.5} for v in per_call], **extra}
 
@@ -45,7 +48,7 @@ def save(directory: Path, name: str | None, entries: list[dict[str, Any]],
             NewRun(created="2024-06-01T00:00:00+00:00",
                    fingerprint=fingerprint(machine_identity(machine)), machine=machine,
                    meter={"used": {"rapl": {"name": "rapl", "estimated": False}}}, name=name,
-                   commit="0123456789abcdef"), entries)
+                   commit="0123456789abcdef"), [Entry.from_json(e) for e in entries])
         return run.id
 
 
@@ -245,3 +248,120 @@ def test_prune_needs_a_positive_keep(history: Path, capsys: pytest.CaptureFixtur
     assert "--keep" in capsys.readouterr().err
     code, _, _ = run("--storage", str(history), "prune")
     assert code == 2
+
+
+# ----- the history directory: the plugin's precedence, read from the project's ini ----------
+
+COUNTING_METER = '''
+TOTAL = [0.0]
+
+
+class CountingMeter:
+    """Every read advances 1 mJ: enough for a run to be measured and saved."""
+
+    name = "counting"
+    estimated = False
+    update_period_s = 0.0
+
+    def domains(self):
+        return ["count:0"]
+
+    def read(self):
+        TOTAL[0] += 1e-3
+        return {"count:0": TOTAL[0]}
+
+    def close(self):
+        pass
+'''
+
+
+def test_runs_reads_energy_storage_from_the_ini(pytester: pytest.Pytester,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run saved where the ini's energy_storage says is what ``pytest-energy runs`` lists,
+    from the project directory and from a subdirectory (relative to the ini file)."""
+    monkeypatch.delenv("PYTEST_ENERGY_STORAGE", raising=False)
+    pytester.makeini("[pytest]\nenergy_storage = hist\n")
+    pytester.makepyfile(counting_meter=COUNTING_METER, test_model=(
+        "import pytest\n\n@pytest.mark.energy_budget(rounds=1, trials=3, warmup=0)\n"
+        "def test_infer():\n    pass\n"))
+    pytester.syspathinsert()
+    result = pytester.runpytest("--energy-meter=counting_meter:CountingMeter",
+                                "--energy-save=from-ini", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    assert (pytester.path / "hist" / "history.sqlite3").is_file()
+    assert not (pytester.path / ".energy").exists()
+    sub = pytester.mkdir("sub")
+    for where in (pytester.path, sub):
+        monkeypatch.chdir(where)
+        code, out, err = run("runs")
+        assert code == 0, err
+        assert "from-ini" in out
+
+
+def test_storage_precedence_flag_then_env_then_ini(tmp_path: Path) -> None:
+    (tmp_path / "tox.ini").write_text("[pytest]\nenergy_storage = ~/from-ini\n")
+    env = {"PYTEST_ENERGY_STORAGE": "from-env"}
+    assert cli.find_storage("from-flag", env, tmp_path) == Path("from-flag")
+    assert cli.find_storage(None, env, tmp_path) == Path("from-env")
+    assert cli.find_storage(None, {}, tmp_path) == Path("~/from-ini").expanduser()
+    (tmp_path / "tox.ini").write_text("[pytest]\nenergy_storage = /abs/hist\n")
+    assert cli.find_storage(None, {"PYTEST_ENERGY_STORAGE": "  "}, tmp_path) == Path("/abs/hist")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("pytest.ini", "[pytest]\nenergy_storage = hist\n"),
+    (".pytest.ini", "[pytest]\nenergy_storage = hist\n"),
+    ("pyproject.toml", '[tool.pytest.ini_options]\nenergy_storage = "hist"\n'),
+    ("pyproject.toml", '[tool.pytest]\nenergy_storage = "hist"\n'),
+    ("pytest.toml", '[pytest]\nenergy_storage = "hist"\n'),
+    ("tox.ini", "[pytest]\nenergy_storage = hist\n"),
+    ("setup.cfg", "[tool:pytest]\nenergy_storage = hist\n"),
+])
+def test_every_ini_file_pytest_reads(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    assert cli.find_storage(None, {}, sub) == tmp_path / "hist"
+
+
+def test_ini_discovery_follows_pytest(tmp_path: Path) -> None:
+    """First directory with pytest configuration wins; files without it do not count."""
+    project, sub = tmp_path / "project", tmp_path / "project" / "pkg"
+    sub.mkdir(parents=True)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nenergy_storage = outer\n")
+    (project / "tox.ini").write_text("[tox]\nenvlist = py3\n")  # no [pytest]: skipped
+    (project / "setup.cfg").write_text("[metadata]\nname = x\n")  # no [tool:pytest]
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")  # no pytest table
+    assert cli.find_storage(None, {}, sub) == tmp_path / "outer"
+    (project / "setup.cfg").write_text("[tool:pytest]\naddopts = -q\n")  # no energy_storage
+    history = project / ".energy"
+    save(history, "main", [entry("tests/t.py::test_a", STEADY)])
+    assert cli.find_storage(None, {}, sub) == history  # the ini stops the search: fallback
+    (project / "pytest.ini").write_text("")  # pytest.ini counts even when empty
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_storage = "x"\n')
+    assert cli.find_storage(None, {}, sub) == history
+
+
+def test_an_unreadable_ini_is_an_error_only_when_read(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTEST_ENERGY_STORAGE", raising=False)
+    code, _, err = run("runs")
+    assert code == 3
+    assert "pyproject.toml" in err and err.startswith("pytest-energy runs: cannot read")
+    code, _, err = run("--storage", str(tmp_path / "none"), "runs")
+    assert code == 3 and "no results history at" in err  # the ini was never read
+
+
+def test_mirrored_options_come_from_the_options_table() -> None:
+    from pytest_energy.history.metrics import DEFAULT_ALPHA, DEFAULT_FAIL
+    from pytest_energy.options import SETTINGS_BY_NAME
+
+    assert SETTINGS_BY_NAME["compare_fail"].default == DEFAULT_FAIL
+    assert SETTINGS_BY_NAME["compare_alpha"].default == DEFAULT_ALPHA
+    helps = {action.dest: action for action in cli.build_parser()._actions}
+    assert helps["storage"].help is not None
+    assert helps["storage"].help.startswith(SETTINGS_BY_NAME["storage"].help.replace("%", "%%"))
+    code, _, _ = run("--storage", "", "runs")
+    assert code == 2  # the row's parser: an empty path is a usage error

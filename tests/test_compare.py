@@ -10,26 +10,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_energy import compare as cmp
-from pytest_energy.compare import (
-    Threshold,
+from pytest_energy.entry import Entry
+from pytest_energy.errors import EnergyConfigError
+from pytest_energy.history import stats
+from pytest_energy.history.compare import CompareVerdict as V
+from pytest_energy.history.compare import (
     compare_entries,
     compare_values,
+    count_verdicts,
+)
+from pytest_energy.history.machine import (
     fingerprint,
     identity_differences,
     machine_identity,
-    mann_whitney,
     meter_identity,
     meters_match,
-    nice_ceiling,
     noted_differences,
+)
+from pytest_energy.history.metrics import (
+    Threshold,
+    format_thresholds,
     parse_alpha,
     parse_compare_fail,
-    smallest_p,
-    suggest_budgets,
 )
-from pytest_energy.errors import EnergyConfigError
-from pytest_energy.markdown import render_markdown
+from pytest_energy.history.stats import mann_whitney, smallest_p
+from pytest_energy.history.suggest import nice_ceiling, p95, suggest_budgets
+from pytest_energy.report.markdown import render_markdown
 
 # ----- parsing ---------------------------------------------------------------------------
 
@@ -78,9 +84,9 @@ def test_parse_compare_fail_teaches(text: str, message: str) -> None:
 
 def test_threshold_text_round_trips() -> None:
     thresholds = parse_compare_fail("joules:10%,joules:+0.5,latency_ms:2.5%")
-    assert cmp.format_thresholds(thresholds) == "joules:10%,joules:+0.5,latency_ms:2.5%"
-    assert parse_compare_fail(cmp.format_thresholds(thresholds)) == thresholds
-    assert cmp.format_thresholds(()) == "none"
+    assert format_thresholds(thresholds) == "joules:10%,joules:+0.5,latency_ms:2.5%"
+    assert parse_compare_fail(format_thresholds(thresholds)) == thresholds
+    assert format_thresholds(()) == "none"
 
 
 @pytest.mark.parametrize("bad", ["0", "0.6", "x", "-0.01", "nan"])
@@ -115,7 +121,7 @@ def test_normal_approximation_is_close_to_exact(monkeypatch: pytest.MonkeyPatch)
     current = [1.03 + 0.01 * i for i in range(12)]
     exact = mann_whitney(baseline, current)
     assert exact.exact
-    monkeypatch.setattr(cmp, "EXACT_MAX_TRIALS", 4)
+    monkeypatch.setattr(stats, "EXACT_MAX_TRIALS", 4)
     approx = mann_whitney(baseline, current)
     assert not approx.exact
     assert approx.p_greater == pytest.approx(exact.p_greater, abs=0.01)
@@ -144,12 +150,12 @@ TEN = parse_compare_fail("joules:10%")
 @pytest.mark.parametrize(
     ("current", "alpha", "verdict"),
     [
-        ([1.2, 1.21, 1.19, 1.2, 1.2], 0.01, cmp.REGRESSED),
-        ([1.05, 1.06, 1.04, 1.05, 1.05], 0.01, cmp.UNCHANGED),  # significant but under 10%
-        ([2, 0.5, 2, 0.5, 2], 0.01, cmp.WORSE_NS),  # +100% but overlapping trials
-        ([0.8, 0.81, 0.79, 0.8, 0.8], 0.01, cmp.IMPROVED),
-        ([0.5, 2, 0.5, 2, 0.5], 0.01, cmp.BETTER_NS),
-        ([1.2, 1.21, 1.19, 1.2, 1.2], 0.001, cmp.WORSE_NS),  # 5 vs 5 cannot reach 0.001
+        ([1.2, 1.21, 1.19, 1.2, 1.2], 0.01, V.REGRESSED),
+        ([1.05, 1.06, 1.04, 1.05, 1.05], 0.01, V.UNCHANGED),  # significant but under 10%
+        ([2, 0.5, 2, 0.5, 2], 0.01, V.WORSE_NS),  # +100% but overlapping trials
+        ([0.8, 0.81, 0.79, 0.8, 0.8], 0.01, V.IMPROVED),
+        ([0.5, 2, 0.5, 2, 0.5], 0.01, V.BETTER_NS),
+        ([1.2, 1.21, 1.19, 1.2, 1.2], 0.001, V.WORSE_NS),  # 5 vs 5 cannot reach 0.001
     ],
 )
 def test_verdict_needs_threshold_and_significance(current: list[float], alpha: float,
@@ -161,29 +167,37 @@ def test_verdict_needs_threshold_and_significance(current: list[float], alpha: f
 
 def test_too_few_trials_say_so() -> None:
     result = compare_values("joules", 1.0, 1.5, [1.0, 1.0, 1.0], [1.5, 1.5, 1.5], TEN, 0.01)
-    assert result.verdict == cmp.WORSE_NS
+    assert result.verdict == V.WORSE_NS
     assert result.note is not None and "3 vs 3 trials cannot be significant" in result.note
 
 
 def test_absolute_threshold() -> None:
     absolute = parse_compare_fail("joules:+0.5")
     base, new = [1.0] * 5, [1.4] * 5
-    assert compare_values("joules", 1.0, 1.4, base, new, absolute, 0.01).verdict == cmp.UNCHANGED
+    assert compare_values("joules", 1.0, 1.4, base, new, absolute, 0.01).verdict == V.UNCHANGED
     assert compare_values("joules", 1.0, 1.6, base, [1.6] * 5, absolute,
-                          0.01).verdict == cmp.REGRESSED
+                          0.01).verdict == V.REGRESSED
     assert compare_values("joules", 1.6, 1.0, [1.6] * 5, base, absolute,
-                          0.01).verdict == cmp.IMPROVED
+                          0.01).verdict == V.IMPROVED
 
 
-def entry(nodeid: str, per_call: list[float], **extra: Any) -> dict[str, Any]:
+LATENCY = {"median": 1.0, "p95": 1.0, "mean": 1.0, "min": 1.0, "max": 1.0}
+
+
+def entry_json(nodeid: str, per_call: list[float], **extra: Any) -> dict[str, Any]:
     ordered = sorted(per_call)
     return {
         "nodeid": nodeid, "joules_per_call": ordered[len(ordered) // 2], "meter": "rapl",
-        "domains": ["package:0"], "estimated": False, "latency_ms": {"median": 1.0},
+        "domains": ["package:0"], "estimated": False, "latency_ms": dict(LATENCY),
+        "valid": True,
         "trials": [{"calls": 10, "window_s": 0.01, "joules": {"package:0": v * 10},
                     "latency_ms_median": 1.0} for v in per_call],
         **extra,
     }
+
+
+def entry(nodeid: str, per_call: list[float], **extra: Any) -> Entry:
+    return Entry.from_json(entry_json(nodeid, per_call, **extra))
 
 
 STEADY = [1.0, 1.01, 0.99, 1.0, 1.0]
@@ -195,30 +209,30 @@ def test_compare_entries_statuses() -> None:
                 entry("t::was_unmeasured", STEADY, joules_per_call=None)]
     current = [entry("t::same", STEADY), entry("t::up", UP), entry("t::new", STEADY),
                entry("t::was_unmeasured", STEADY),
-               {"nodeid": "t::skipped", "joules_per_call": None, "trials": []}]
+               Entry(nodeid="t::skipped")]
     results = {c.nodeid: c for c in compare_entries(baseline, current, TEN)}
-    assert results["t::same"].verdict == cmp.UNCHANGED
-    assert results["t::up"].verdict == cmp.REGRESSED
+    assert results["t::same"].verdict == V.UNCHANGED
+    assert results["t::up"].verdict == V.REGRESSED
     assert results["t::new"].status == "new"
     assert results["t::was_unmeasured"].status == "new"
     assert results["t::skipped"].status == "not measured"
     assert results["t::gone"].status == "gone"
-    assert cmp.count_verdicts(results.values()) == {
+    assert count_verdicts(results.values()) == {
         "regressed": 1, "unchanged": 1, "new": 2, "not measured": 1, "gone": 1}
     assert json.dumps([c.to_dict() for c in results.values()])  # JSON-able
 
 
 def test_several_metrics_and_report_only() -> None:
     thresholds = parse_compare_fail("joules:10%,latency_ms:15%")
-    slow = entry("t::a", STEADY)
-    slow["latency_ms"] = {"median": 2.0}
+    slow = entry_json("t::a", STEADY)
+    slow["latency_ms"] = dict(LATENCY, median=2.0)
     for trial in slow["trials"]:
         trial["latency_ms_median"] = 2.0
-    (result,) = compare_entries([entry("t::a", STEADY)], [slow], thresholds)
+    (result,) = compare_entries([entry("t::a", STEADY)], [Entry.from_json(slow)], thresholds)
     assert [m.metric for m in result.metrics] == ["joules", "latency_ms"]
-    assert [m.verdict for m in result.metrics] == [cmp.UNCHANGED, cmp.REGRESSED]
+    assert [m.verdict for m in result.metrics] == [V.UNCHANGED, V.REGRESSED]
     (report_only,) = compare_entries([entry("t::a", STEADY)], [entry("t::a", UP)], ())
-    assert report_only.verdict == cmp.REGRESSED  # judged at 10%; the gate does not fail on it
+    assert report_only.verdict == V.REGRESSED  # judged at 10%; the gate does not fail on it
 
 
 def test_joules_per_item_uses_items() -> None:
@@ -226,13 +240,13 @@ def test_joules_per_item_uses_items() -> None:
     (result,) = compare_entries([entry("t::a", STEADY, items=10, joules_per_item=0.1)],
                                 [entry("t::a", UP, items=10, joules_per_item=0.12)], thresholds)
     (metric,) = result.metrics
-    assert metric.baseline == pytest.approx(0.1) and metric.verdict == cmp.REGRESSED
+    assert metric.baseline == pytest.approx(0.1) and metric.verdict == V.REGRESSED
 
 
 def test_contaminated_regression_does_not_fail() -> None:
     (result,) = compare_entries([entry("t::a", STEADY)], [entry("t::a", UP, contaminated=True)],
                                 TEN)
-    assert result.verdict == cmp.WORSE_CONTAMINATED
+    assert result.verdict == V.WORSE_CONTAMINATED
     assert "under contention in this run" in (result.metrics[0].note or "")
 
 
@@ -284,7 +298,7 @@ def nvml_meter(uuid: str, clock: int, temperature: int, name: str = "NVIDIA H100
 
 
 def test_meter_identity_keeps_gpu_model_not_uuid_clock_or_temperature() -> None:
-    gpu_entry = {"meter": "nvml", "domains": ["gpu:0"], "estimated": False}
+    gpu_entry = Entry(nodeid="t::gpu", meter="nvml", domains=("gpu:0",), estimated=False)
     one = meter_identity(gpu_entry, nvml_meter("GPU-1111", 1980, 40))
     two = meter_identity(gpu_entry, nvml_meter("GPU-2222", 1410, 71, driver="560.2"))
     assert one == two
@@ -298,15 +312,15 @@ def test_meter_identity_keeps_gpu_model_not_uuid_clock_or_temperature() -> None:
 
 def test_unknown_hardware_matches_known() -> None:
     """Under xdist a run may not know its meters' details: unknown is not different."""
-    gpu_entry = {"meter": "nvml", "domains": ["gpu:0"], "estimated": False}
+    gpu_entry = Entry(nodeid="t::gpu", meter="nvml", domains=("gpu:0",), estimated=False)
     known = meter_identity(gpu_entry, nvml_meter("GPU-1", 1, 1))
     unknown = meter_identity(gpu_entry, {})
     assert meters_match(known, unknown)
-    assert not meters_match(known, meter_identity(dict(gpu_entry, domains=["gpu:1"]), {}))
+    assert not meters_match(known, meter_identity(gpu_entry.replace(domains=("gpu:1",)), {}))
 
 
 def test_estimate_meter_identity_includes_watts_per_core() -> None:
-    est = {"meter": "estimate", "domains": ["cpu:process"], "estimated": True}
+    est = Entry(nodeid="t::est", meter="estimate", domains=("cpu:process",), estimated=True)
     ten = {"used": {"estimate": {"name": "estimate", "details": {"watts_per_core": 10.0}}}}
     fifteen = {"used": {"estimate": {"name": "estimate", "details": {"watts_per_core": 15.0}}}}
     assert not meters_match(meter_identity(est, ten), meter_identity(est, fifteen))
@@ -334,7 +348,7 @@ def test_suggestions_for_unbudgeted_and_loose_budgets_only() -> None:
     assert set(found) == {"t::free", "t::loose"}
     free = found["t::free"]
     assert free.runs == 2 and free.trials == 10
-    assert free.joules == pytest.approx(nice_ceiling(cmp.p95(STEADY + [1.1] * 5) * 1.2))
+    assert free.joules == pytest.approx(nice_ceiling(p95(STEADY + [1.1] * 5) * 1.2))
     assert free.latency_ms == pytest.approx(1.2)
     assert free.marker == '@pytest.mark.energy_budget(joules="1.4 J", latency_ms="1.2 ms")'
     loose_one = found["t::loose"]
@@ -370,7 +384,7 @@ def test_markdown_lists_regressions_improvements_and_messages() -> None:
     compare = {"requested": True, "status": "failed",
                "baseline": {"id": 3, "name": "main", "created": "2024-06-01T00:00:00+00:00",
                             "commit": "0123456789abcdef", "dirty": True},
-               "counts": cmp.count_verdicts(results), "tests": [r.to_dict() for r in results],
+               "counts": count_verdicts(results), "tests": [r.to_dict() for r in results],
                "rule": "a rule", "messages": ["something to know"]}
     text = render_markdown([], compare)
     assert "## Energy comparison: FAILED" in text

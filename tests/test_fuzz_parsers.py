@@ -13,7 +13,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from pytest_energy.errors import EnergyConfigError  # noqa: E402
-from pytest_energy.options import (  # noqa: E402
+from pytest_energy.options import SETTINGS  # noqa: E402
+from pytest_energy.parsers import (  # noqa: E402
     parse_bool,
     parse_device,
     parse_latency_stat,
@@ -87,3 +88,14 @@ def test_energy_round_trip(joules: float) -> None:
 @given(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False, allow_infinity=False))
 def test_duration_round_trip(ms: float) -> None:
     assert parse_duration_ms(format_duration_ms(ms, digits=17)) == pytest.approx(ms, rel=1e-12)
+
+
+@FUZZ
+@given(anything)
+def test_every_option_row_parser_is_total(value: object) -> None:
+    """Each row of the options table accepts a value or says, naming the argument, why not."""
+    for setting in SETTINGS:
+        try:
+            setting.parse(value, argument="arg")
+        except EnergyConfigError as exc:
+            assert "arg=" in str(exc), (setting.name, str(exc))

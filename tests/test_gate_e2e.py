@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_energy.entry import Entry
+from pytest_energy.history.gate import RegressionGate
+
 GATE_METERS = textwrap.dedent(
     '''
     import os
@@ -411,11 +414,12 @@ def test_xdist_controller_compares_a_serial_baseline(suite: Suite) -> None:
 # ----- the gate object on its own (what the plugin calls) ------------------------------------
 
 
-def _entry(nodeid: str, per_call: list[float]) -> dict[str, object]:
-    return {"nodeid": nodeid, "outcome": "passed", "joules_per_call": sorted(per_call)[2],
-            "meter": "seq", "domains": ["seq:0"], "estimated": False,
-            "trials": [{"calls": 1, "window_s": 0.001, "joules": {"seq:0": v}}
-                       for v in per_call]}
+def _entry(nodeid: str, per_call: list[float]) -> Entry:
+    return Entry.from_json({
+        "nodeid": nodeid, "outcome": "passed", "joules_per_call": sorted(per_call)[2],
+        "meter": "seq", "domains": ["seq:0"], "estimated": False, "valid": True,
+        "trials": [{"calls": 1, "window_s": 0.001, "joules": {"seq:0": v}}
+                   for v in per_call]})
 
 
 MACHINE = {"system": "Linux", "machine": "x86_64", "cpu_model": "Test CPU", "cpu_count": 4,
@@ -423,8 +427,6 @@ MACHINE = {"system": "Linux", "machine": "x86_64", "cpu_model": "Test CPU", "cpu
 
 
 def test_gate_finish_never_raises(tmp_path: Path) -> None:
-    from pytest_energy.gate import RegressionGate
-
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the history directory should be")
     gate = RegressionGate(storage_dir=blocker / "energy", autosave=True, compare="latest",
@@ -443,8 +445,6 @@ def test_gate_finish_never_raises(tmp_path: Path) -> None:
 
 
 def test_gate_compares_before_saving(tmp_path: Path) -> None:
-    from pytest_energy.gate import RegressionGate
-
     first = RegressionGate(storage_dir=tmp_path, autosave=True, compare="latest", environ={})
     first.finish([_entry("t::a", [1, 1.01, 0.99, 1, 1])], {}, MACHINE)
     assert first.result["status"] == "no baseline"  # never compared with itself

@@ -528,7 +528,9 @@ def test_fake_structs_match_real_pynvml() -> None:
 def test_meter_calls_only_functions_real_pynvml_and_the_fake_have() -> None:
     """The describe() fields swallow AttributeError, so a misspelt name would go unnoticed."""
     real = _real_pynvml()
-    source = (REPO_ROOT / "pytest_energy" / "meters" / "nvml.py").read_text()
+    source = "\n".join(
+        path.read_text() for path in (REPO_ROOT / "pytest_energy" / "meters" / "nvml").glob("*.py")
+    )
     used = set(re.findall(r"nvml\.(nvml\w+|NVML_\w+|NVMLError\w*)", source))
     assert "nvmlDeviceGetTotalEnergyConsumption" in used
     for name in sorted(used):

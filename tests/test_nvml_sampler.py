@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -33,14 +34,16 @@ from fakes.fake_pynvml import (
     pascal,
 )
 
+from pytest_energy.measure import Measurer
 from pytest_energy.meters.base import MeterError, MeterUnavailable
-from pytest_energy.meters.nvml import (
+from pytest_energy.meters.locks import peer_pids
+from pytest_energy.meters.nvml import NvmlMeter
+from pytest_energy.meters.nvml.sampler import (
     SAMPLE_PERIOD_S,
     SOURCE_AVERAGE,
     SOURCE_COUNTER,
     SOURCE_INSTANT,
-    NvmlMeter,
-    _PowerTrack,
+    PowerTrack,
 )
 
 SAMPLER_THREAD = "pytest-energy-nvml-sampler"
@@ -209,8 +212,6 @@ def test_measurer_measures_through_a_sampled_meter(
 ) -> None:
     """The plugin's own measuring loop on a sampled meter: a 5 ms call at a constant
     150 W costs ~0.75 J, and the result carries the 'sampled' condition."""
-    from pytest_energy.measure import Measurer
-
     install(monkeypatch, [real_time(pascal(0), 150.0)])
     meter = NvmlMeter("cuda:0")
     meters.append(meter)
@@ -333,7 +334,7 @@ def test_forked_child_gets_a_meter_error_not_a_hang(
 
 
 def test_power_track_trapezoids_and_repeats() -> None:
-    track = _PowerTrack(domain="gpu:0", label="gpu:0", handle=None, api="field",
+    track = PowerTrack(domain="gpu:0", label="gpu:0", handle=None, api="field",
                         source=SOURCE_INSTANT)
     track.add(100.0, local_s=10.0, stamp_us=1_000_000)
     track.add(200.0, local_s=10.1, stamp_us=1_100_000)  # 15 J
@@ -490,10 +491,6 @@ def test_power_limits_w(monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 def test_peer_pytest_energy_processes_are_not_contamination(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter], tmp_path: Path
 ) -> None:
-    import subprocess
-
-    from pytest_energy.isolation import peer_pids
-
     monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path))
     peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

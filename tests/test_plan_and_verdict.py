@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_energy.config import ItemConfig
-from pytest_energy.plan import (
+from pytest_energy.measure import EnergyResult, Trial, percentile
+from pytest_energy.measure.windows import (
     MIN_WINDOW_FLOOR_S,
     make_plan,
     min_window_s,
@@ -13,8 +14,8 @@ from pytest_energy.plan import (
     split_rounds,
     window_target_s,
 )
-from pytest_energy.results import EnergyResult, Trial, percentile
-from pytest_energy.verdict import check_budgets, stars_for_use
+from pytest_energy.stars import stars_for_use
+from pytest_energy.verdict import check_budgets
 
 
 def test_split_rounds_never_exceeds_rounds() -> None:
@@ -116,16 +117,19 @@ def test_check_budgets_pass_and_rating() -> None:
 def test_plain_table_matches_tabulate_simple_format() -> None:
     from tabulate import tabulate
 
-    from pytest_energy.report.terminal import SUMMARY_HEADERS, plain_table, summary_rows
+    from pytest_energy.entry import Entry
+    from pytest_energy.report.cells import plain_table
+    from pytest_energy.report.summary import SUMMARY_HEADERS, summary_rows
 
-    entries = [
+    entries = [Entry.from_json(data) for data in (
         {"nodeid": "t.py::test_a[1]", "joules_per_call": 0.0123, "estimated": True,
-         "latency_ms": {"median": 0.5, "p95": 0.9}, "calls": 40, "warmup_calls": 1,
+         "latency_ms": {"median": 0.5, "p95": 0.9, "mean": 0.6, "min": 0.4, "max": 1.0},
+         "calls": 40, "warmup_calls": 1,
          "budget_use": {"joules": 0.12}, "rating": 5, "meter": "estimate",
          "domains": ["cpu:process"], "verdict": "ok", "outcome": "passed"},
         {"nodeid": "t.py::test_long_name_here", "joules_per_call": None, "calls": 0,
          "verdict": "not measured", "outcome": "error"},
-    ]
+    )]
     rows = summary_rows(entries, "utf-8")
     assert plain_table(SUMMARY_HEADERS, rows) == tabulate(
         rows, headers=SUMMARY_HEADERS, tablefmt="simple", disable_numparse=True)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from pytest_energy import jsonreport
-from pytest_energy.jsonreport import atomic_write_text
+from pytest_energy.meters.loader import load_custom_meter
+from pytest_energy.meters.locks import exclusive
+from pytest_energy.report import jsonreport
+from pytest_energy.report.jsonreport import atomic_write_text
 
 
 def _disk_full(fd: int) -> None:
@@ -85,8 +90,6 @@ def test_json_report_disk_full_keeps_the_previous_report(
 
 
 def test_module_attr_loader_imports_only_the_named_module(meters: pytest.Pytester) -> None:
-    from pytest_energy.meters.loader import load_custom_meter
-
     before = set(sys.modules)
     meter = load_custom_meter("energy_test_meters:StepMeter")
     assert meter.name == "step"
@@ -107,8 +110,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pytest_energy.compare import parse_compare_fail  # noqa: E402
 from pytest_energy.errors import EnergyConfigError  # noqa: E402
+from pytest_energy.history.metrics import parse_compare_fail  # noqa: E402
 
 expression = st.one_of(
     st.text(max_size=30),
@@ -137,16 +140,10 @@ def test_environment_is_not_leaked_into_tests() -> None:
 def test_device_lock_waits_for_another_process_and_reports_it(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
-    import subprocess
-    import textwrap
-    import time
-
-    from pytest_energy.isolation import exclusive
-
     monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path))
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sys, time
-        from pytest_energy.isolation import exclusive
+        from pytest_energy.meters.locks import exclusive
         with exclusive(["gpu-GPU-test"]):
             print("held", flush=True)
             time.sleep(0.4)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_energy import parsers
 from pytest_energy import rightsizing as rs
+from pytest_energy.entry import Entry
 from pytest_energy.errors import EnergyConfigError
+from pytest_energy.options import RIGHTSIZING_SETTINGS
 from pytest_energy.rightsizing import RightsizingOptions
+
+_path = list(sys.path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import rightsizing_report  # noqa: E402 - bench/ is on the path only for this import
+
+sys.path[:] = _path
 
 AUTO = RightsizingOptions()
 
@@ -22,15 +32,16 @@ def entry(nodeid: str, jpc: float | None = 1.0, *, items: float | None = None,
           estimated: bool = False, latency_ms: float = 1.0, latency_budget: float | None = None,
           joules_budget: float | None = None, rating: int | None = None,
           calls: int = 10, warmup: int = 1, device: str = "cpu",
-          watts: float | None = None, **extra: Any) -> dict[str, Any]:
-    """An entry shaped like pytest_energy.state.build_entry's, with the fields rightsizing reads."""
+          watts: float | None = None, **extra: Any) -> Entry:
+    """An entry as the plugin builds it, with the fields rightsizing reads."""
     jpi = None if jpc is None or items is None else jpc / items
     latency_use = None if latency_budget is None else latency_ms / latency_budget
     joules_use = None if joules_budget is None or jpc is None else jpc / joules_budget
     name = nodeid.split("[")[0].rsplit("::", 1)[-1]
     result = {
         "nodeid": nodeid, "outcome": outcome, "joules_per_call": jpc, "joules_per_item": jpi,
-        "latency_ms": {"median": latency_ms, "p95": latency_ms * 1.2}, "calls": calls,
+        "latency_ms": {"median": latency_ms, "p95": latency_ms * 1.2, "mean": latency_ms,
+                       "min": latency_ms, "max": latency_ms}, "calls": calls,
         "warmup_calls": warmup, "items": items, "estimated": estimated, "meter": meter,
         "domains": ["x:0"], "device": device, "watts": watts, "valid": jpc is not None,
         "budget": {"joules": joules_budget, "joules_per_item": None,
@@ -40,13 +51,15 @@ def entry(nodeid: str, jpc: float | None = 1.0, *, items: float | None = None,
         "verdict": verdict, "group": group or name, "group_explicit": group is not None,
         "variant": variant if variant is not None else (
             nodeid.split("[", 1)[1].rstrip("]") if "[" in nodeid else None),
-        "default_variant": default, "trials": [], "warnings": [], "problem": None,
+        "default_variant": default, "warnings": [], "problem": None,
+        "trials": [] if jpc is None else [{"calls": calls, "window_s": 0.1,
+                                           "joules": {"x:0": jpc * calls}}],
     }
     result.update(extra)
-    return result
+    return Entry.from_json(result)
 
 
-def batch_group(values: dict[str, float], **kwargs: Any) -> list[dict[str, Any]]:
+def batch_group(values: dict[str, float], **kwargs: Any) -> list[Entry]:
     """test_p[batchN] entries with the given J/item (items = N)."""
     out = []
     for variant, per_item in values.items():
@@ -86,55 +99,55 @@ def test_auto_rates_groups_by_energy_per_item_and_lone_tests_by_budget() -> None
     entries = batch_group({"batch1": 10e-3, "batch8": 3e-3, "batch32": 1e-3})
     lone = entry("t.py::test_lone", 0.5, joules_budget=1.0, rating=3)
     entries.append(lone)
-    rs.apply_ratings(entries, AUTO)
-    by_variant = {e["variant"]: e for e in entries}
+    entries = rs.apply_ratings(entries, AUTO)
+    by_variant = {e.variant: e for e in entries}
     # Range [1, 10] mJ/item: 3 mJ is 22% of the way -> 4 stars.
-    assert [by_variant[v]["rating"] for v in ("batch1", "batch8", "batch32")] == [1, 4, 5]
-    assert {e["rating_rule"] for e in entries[:3]} == {"group"}
-    assert [by_variant[v]["group_rank"] for v in ("batch1", "batch8", "batch32")] == [3, 2, 1]
-    assert all(e["group_size"] == 3 and e["rating_metric"] == "J/item" for e in entries[:3])
-    assert (lone["rating"], lone["rating_rule"], lone["group_rank"]) == (3, "budget", 1)
-    assert lone["rating_metric"] == "J/call"
+    assert [by_variant[v].rating for v in ("batch1", "batch8", "batch32")] == [1, 4, 5]
+    assert {e.rating_rule for e in entries[:3]} == {"group"}
+    assert [by_variant[v].group_rank for v in ("batch1", "batch8", "batch32")] == [3, 2, 1]
+    assert all(e.group_size == 3 and e.rating_metric == "J/item" for e in entries[:3])
+    lone = entries[3]
+    assert (lone.rating, lone.rating_rule, lone.group_rank) == (3, "budget", 1)
+    assert lone.rating_metric == "J/call"
 
 
 def test_wh_per_1000_items() -> None:
     entries = [entry("t.py::test_a", 36.0, items=10), entry("t.py::test_b", 1.0)]
-    rs.apply_ratings(entries, AUTO)
-    assert entries[0]["wh_per_1000_items"] == pytest.approx(1.0)  # 3.6 J/item x 1000 / 3600
-    assert entries[1]["wh_per_1000_items"] is None
+    entries = rs.apply_ratings(entries, AUTO)
+    assert entries[0].wh_per_1000_items == pytest.approx(1.0)  # 3.6 J/item x 1000 / 3600
+    assert entries[1].wh_per_1000_items is None
 
 
 def test_budget_rule_keeps_budget_ratings_everywhere() -> None:
     entries = batch_group({"batch1": 10e-3, "batch8": 1e-3}, joules_budget=1.0, rating=2)
-    rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget"))
-    assert [(e["rating"], e["rating_rule"]) for e in entries] == [(2, "budget"), (2, "budget")]
-    assert [e["group_rank"] for e in entries] == [2, 1]  # ranks are still reported
+    entries = rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget"))
+    assert [(e.rating, e.rating_rule) for e in entries] == [(2, "budget"), (2, "budget")]
+    assert [e.group_rank for e in entries] == [2, 1]  # ranks are still reported
 
 
 def test_group_rule_leaves_lone_tests_unrated() -> None:
     entries = [*batch_group({"batch1": 2.0, "batch2": 1.0}),
                entry("t.py::test_lone", 1.0, rating=4)]
-    rs.apply_ratings(entries, RightsizingOptions(rating_rule="group"))
-    assert [e["rating"] for e in entries] == [1, 5, None]
-    assert entries[2]["rating_rule"] is None
-    assert entries[2]["budget_rating"] == 4
+    entries = rs.apply_ratings(entries, RightsizingOptions(rating_rule="group"))
+    assert [e.rating for e in entries] == [1, 5, None]
+    assert entries[2].rating_rule is None
+    assert entries[2].budget_rating == 4
 
 
 def test_apply_ratings_is_idempotent_and_rules_can_be_switched() -> None:
     entries = [*batch_group({"batch1": 2.0, "batch2": 1.0}, rating=1)]
-    rs.apply_ratings(entries, AUTO)
-    first = json.dumps(entries, sort_keys=True)
-    rs.apply_ratings(entries, AUTO)
-    assert json.dumps(entries, sort_keys=True) == first
-    rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget"))
-    assert [(e["rating"], e["rating_rule"]) for e in entries] == [(1, "budget"), (1, "budget")]
+    entries = rs.apply_ratings(entries, AUTO)
+    first = json.dumps([e.to_json() for e in entries], sort_keys=True)
+    entries = rs.apply_ratings(entries, AUTO)
+    assert json.dumps([e.to_json() for e in entries], sort_keys=True) == first
+    entries = rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget"))
+    assert [(e.rating, e.rating_rule) for e in entries] == [(1, "budget"), (1, "budget")]
 
 
 def test_all_equal_group_gets_five_stars() -> None:
-    entries = batch_group({"batch1": 1.0, "batch4": 1.0})
-    rs.apply_ratings(entries, AUTO)
-    assert [e["rating"] for e in entries] == [5, 5]
-    assert [e["group_rank"] for e in entries] == [1, 1]  # ties share a rank
+    entries = rs.apply_ratings(batch_group({"batch1": 1.0, "batch4": 1.0}), AUTO)
+    assert [e.rating for e in entries] == [5, 5]
+    assert [e.group_rank for e in entries] == [1, 1]  # ties share a rank
 
 
 def test_only_valid_measurements_take_part() -> None:
@@ -142,26 +155,26 @@ def test_only_valid_measurements_take_part() -> None:
     invalid = entry("t.py::test_p[b]", None, verdict="invalid")
     skipped = entry("t.py::test_p[c]", None, outcome="skipped", verdict="not measured")
     nan = entry("t.py::test_p[d]", math.nan)
-    entries = [good, invalid, skipped, nan]
-    rs.apply_ratings(entries, AUTO)
-    assert good["group_size"] == 1 and good["rating_rule"] is None  # alone: no budget, unrated
-    assert all(e["group_rank"] is None and e["rating"] is None for e in entries[1:])
+    entries = rs.apply_ratings([good, invalid, skipped, nan], AUTO)
+    good = entries[0]
+    assert good.group_size == 1 and good.rating_rule is None  # alone: no budget, unrated
+    assert all(e.group_rank is None and e.rating is None for e in entries[1:])
 
 
 def test_per_call_when_a_member_has_no_items() -> None:
     entries = [entry("t.py::test_p[a]", 4.0, items=4), entry("t.py::test_p[b]", 2.0)]
-    rs.apply_ratings(entries, AUTO)
-    assert [e["rating_metric"] for e in entries] == ["J/call", "J/call"]
-    assert [e["rating"] for e in entries] == [1, 5]  # 4 J vs 2 J per call
+    entries = rs.apply_ratings(entries, AUTO)
+    assert [e.rating_metric for e in entries] == ["J/call", "J/call"]
+    assert [e.rating for e in entries] == [1, 5]  # 4 J vs 2 J per call
 
 
 def test_different_meters_are_never_ranked_together() -> None:
     entries = [entry("t.py::test_p[gpu1]", 5.0, meter="nvml"),
                entry("t.py::test_p[gpu2]", 1.0, meter="nvml"),
                entry("t.py::test_p[cpu]", 0.1, meter="rapl")]
-    rs.apply_ratings(entries, AUTO)
-    assert [e["group_size"] for e in entries] == [2, 2, 1]
-    assert [e["rating"] for e in entries] == [1, 5, None]
+    entries = rs.apply_ratings(entries, AUTO)
+    assert [e.group_size for e in entries] == [2, 2, 1]
+    assert [e.rating for e in entries] == [1, 5, None]
     tables = rs.rightsizing_tables(entries, AUTO)
     assert [t["title"] for t in tables] == ["test_p (nvml)"]
 
@@ -169,8 +182,8 @@ def test_different_meters_are_never_ranked_together() -> None:
 def test_explicit_group_spans_functions() -> None:
     entries = [entry("t.py::test_torch", 2.0, items=2, group="mlp"),
                entry("t.py::test_onnx", 1.0, items=2, group="mlp")]
-    rs.apply_ratings(entries, AUTO)
-    assert [e["rating"] for e in entries] == [1, 5]
+    entries = rs.apply_ratings(entries, AUTO)
+    assert [e.rating for e in entries] == [1, 5]
 
 
 # ----- right-sizing tables ----------------------------------------------------------------
@@ -185,7 +198,7 @@ def test_table_recommends_least_energy_per_item_within_latency() -> None:
         entry("t.py::test_p[batch32]", 4.0, items=32, latency_ms=9.0, latency_budget=5.0,
               outcome="failed", verdict="over budget"),
     ]
-    rs.apply_ratings(entries, AUTO)
+    entries = rs.apply_ratings(entries, AUTO)
     (table,) = rs.rightsizing_tables(entries, AUTO)
     assert table["group"] == "test_p" and table["metric"] == "joules_per_item"
     assert [v["variant"] for v in table["variants"]] == ["batch1", "batch8", "batch32"]
@@ -264,8 +277,8 @@ def test_per_call_table_says_why() -> None:
 def test_render_rightsizing_text() -> None:
     entries = batch_group({"batch1": 9e-3, "batch32": 1e-3}, estimated=True,
                           latency_budget=5.0)
-    entries[0]["default_variant"] = True
-    rs.apply_ratings(entries, AUTO)
+    entries[0] = entries[0].replace(default_variant=True)
+    entries = rs.apply_ratings(entries, AUTO)
     text = rs.render_rightsizing(rs.rightsizing_tables(entries, AUTO), AUTO, "ascii")
     lines = text.splitlines()
     assert lines[0] == ("test_p: 2 variants compared by energy per item "
@@ -328,7 +341,7 @@ def test_summary_columns_and_lines() -> None:
     options = RightsizingOptions(carbon_intensity=500.0, price=0.3, currency="$")
     entries = [*batch_group({"batch1": 3.6, "batch2": 1.8}), entry("t.py::test_lone", 1.0,
                                                                       joules_budget=2.0, rating=3)]
-    rs.apply_ratings(entries, options)
+    entries = rs.apply_ratings(entries, options)
     carbon = rs.carbon_cost(entries, options)
     headers, rows = rs.summary_columns(entries, carbon)
     assert headers == ["per 1k items", "rated by", "CO2e/call", "CO2e/1k items", "cost/call",
@@ -378,14 +391,14 @@ def test_format_wh() -> None:
 # ----- hints --------------------------------------------------------------------------------
 
 
-def _hints(entries: list[dict[str, Any]], options: RightsizingOptions = AUTO) -> list[str]:
-    rs.apply_ratings(entries, options)
+def _hints(entries: list[Entry], options: RightsizingOptions = AUTO) -> list[str]:
+    entries = rs.apply_ratings(entries, options)
     return rs.hints(entries, rs.rightsizing_tables(entries, options), options)
 
 
 def test_sibling_hint_at_three_times_the_recommended() -> None:
     entries = batch_group({"batch1": 3e-3, "batch8": 2.9e-3, "batch32": 1e-3})
-    entries[0]["default_variant"] = True
+    entries[0] = entries[0].replace(default_variant=True)
     (hint,) = _hints(entries)
     assert hint == ("test_p: energy per item vs batch32 (1 mJ/item, recommended): "
                     "batch1 (default) 3x; switch to batch32 where the latency allows")
@@ -427,18 +440,21 @@ def test_loose_budget_hint_names_three_loosest() -> None:
 
 
 def test_gpu_hint_needs_a_known_power_limit() -> None:
+    limit = {"gpu:0": 700.0}
     low = entry("t.py::test_gpu", 1.0, device="cuda:0", meter="nvml", watts=60.0,
-                power_limit_w=700.0)
+                power_limit_w=limit)
     busy = entry("t.py::test_busy", 1.0, device="cuda:0", meter="nvml", watts=300.0,
-                 power_limit_w=700.0)
+                 power_limit_w=limit)
     unknown = entry("t.py::test_unknown", 1.0, device="cuda", meter="nvml", watts=10.0)
+    unread = entry("t.py::test_unread", 1.0, device="cuda", meter="nvml", watts=10.0,
+                   power_limit_w={"gpu:0": None})
     cpu = entry("t.py::test_cpu", 1.0, device="cpu", meter="rapl", watts=1.0,
-                power_limit_w=700.0)
+                power_limit_w=limit)
     est = entry("t.py::test_est", 1.0, device="cuda", estimated=True, watts=1.0,
-                power_limit_w=700.0)
+                power_limit_w=limit)
     two = entry("t.py::test_two", 1.0, device="cuda", meter="nvml", watts=100.0,
                 power_limit_w={"gpu:0": 300.0, "gpu:1": 300.0})
-    (hint,) = _hints([low, busy, unknown, cpu, est, two])
+    (hint,) = _hints([low, busy, unknown, unread, cpu, est, two])
     assert hint.startswith("GPU likely under-utilised: test_gpu 60 W of 700 W (9%), "
                            "test_two 100 W of 600 W (17%) average power")
     assert "try a larger batch" in hint
@@ -455,8 +471,7 @@ def test_hints_off() -> None:
 
 def test_markdown_sections() -> None:
     options = RightsizingOptions(carbon_intensity=400.0)
-    entries = batch_group({"batch1": 9e-3, "batch32": 1e-3})
-    rs.apply_ratings(entries, options)
+    entries = rs.apply_ratings(batch_group({"batch1": 9e-3, "batch32": 1e-3}), options)
     tables = rs.rightsizing_tables(entries, options)
     carbon = rs.carbon_cost(entries, options)
     found = rs.hints(entries, tables, options)
@@ -475,43 +490,43 @@ def test_markdown_sections() -> None:
     ("400", 400.0), (250, 250.0), ("56.5 gCO2e/kWh", 56.5), ("30 g/kwh", 30.0),
 ])
 def test_parse_carbon_intensity(raw: object, value: float) -> None:
-    assert rs.parse_carbon_intensity(raw) == value
+    assert parsers.parse_carbon_intensity(raw) == value
 
 
 @pytest.mark.parametrize("raw", ["0", "-5", "nan", "inf", "400 kg", "lots", True, None])
 def test_parse_carbon_intensity_rejects(raw: object) -> None:
     with pytest.raises(EnergyConfigError, match="carbon_intensity="):
-        rs.parse_carbon_intensity(raw)
+        parsers.parse_carbon_intensity(raw)
 
 
 @pytest.mark.parametrize(("raw", "value"), [("0", 0.0), ("0.30", 0.3), ("0.3/kWh", 0.3)])
 def test_parse_price(raw: object, value: float) -> None:
-    assert rs.parse_price(raw) == value
+    assert parsers.parse_price(raw) == value
 
 
 @pytest.mark.parametrize("raw", ["-0.1", "free", "0.3 EUR"])
 def test_parse_price_rejects(raw: object) -> None:
     with pytest.raises(EnergyConfigError, match="price="):
-        rs.parse_price(raw)
+        parsers.parse_price(raw)
 
 
 def test_parse_currency_and_rule() -> None:
-    assert rs.parse_currency(" EUR ") == "EUR"
-    assert rs.parse_currency("") == ""
+    assert parsers.parse_currency(" EUR ") == "EUR"
+    assert parsers.parse_currency("") == ""
     with pytest.raises(EnergyConfigError, match="at most 8 characters"):
-        rs.parse_currency("euro cents")
-    assert rs.parse_rating_rule("GROUP") == "group"
+        parsers.parse_currency("euro cents")
+    assert parsers.parse_rating_rule("GROUP") == "group"
     with pytest.raises(EnergyConfigError, match="expected one of auto, budget, group"):
-        rs.parse_rating_rule("stars")
+        parsers.parse_rating_rule("stars")
 
 
 def test_help_texts_are_safe_for_argparse() -> None:
     # argparse %-formats help strings: a bare "%" breaks `pytest --help`.
-    assert all("%" not in s.help for s in rs.RIGHTSIZING_SETTINGS)
+    assert all("%" not in s.help for s in RIGHTSIZING_SETTINGS)
 
 
 def test_settings_follow_the_naming_scheme() -> None:
-    names = {s.name: (s.cli, s.env, s.ini) for s in rs.RIGHTSIZING_SETTINGS}
+    names = {s.name: (s.cli, s.env, s.ini) for s in RIGHTSIZING_SETTINGS}
     assert names["carbon_intensity"] == ("--energy-carbon-intensity",
                                          "PYTEST_ENERGY_CARBON_INTENSITY",
                                          "energy_carbon_intensity")
@@ -526,18 +541,19 @@ def test_settings_follow_the_naming_scheme() -> None:
 def test_main_renders_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "r.json"
     entries = batch_group({"batch1": 9e-3, "batch32": 1e-3})
-    report.write_text(json.dumps({"version": 1, "tests": entries}))
-    assert rs.main([str(report), "--carbon-intensity", "400", "--price", "0.3"]) == 0
+    report.write_text(json.dumps({"version": 1, "tests": [e.to_json() for e in entries]}))
+    assert rightsizing_report.main([str(report), "--carbon-intensity", "400",
+                                    "--price", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "test_p: 2 variants compared by energy per item" in out
     assert "carbon and cost, whole run" in out and "hints:\n- test_p:" in out
-    assert rs.main([str(report), "--markdown"]) == 0
+    assert rightsizing_report.main([str(report), "--markdown"]) == 0
     assert "## Right-sizing" in capsys.readouterr().out
 
 
 def test_huge_groups_print_only_their_recommendation() -> None:
     entries = [entry(f"t.py::test_p[{n}]", 1.0 + n) for n in range(rs.MAX_PRINTED_VARIANTS + 1)]
-    rs.apply_ratings(entries, AUTO)
+    entries = rs.apply_ratings(entries, AUTO)
     tables = rs.rightsizing_tables(entries, AUTO)
     text = rs.render_rightsizing(tables, AUTO, "utf-8")
     assert f"({rs.MAX_PRINTED_VARIANTS + 1} variants: the full table is in the JSON report)" in text

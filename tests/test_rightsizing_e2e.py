@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from typing import Any
 import pytest
 
 from pytest_energy import rightsizing as rs
+from pytest_energy.entry import Entry
 from pytest_energy.rightsizing import RightsizingOptions
+
+_path = list(sys.path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import rightsizing_report  # noqa: E402 - bench/ is on the path only for this import
+
+sys.path[:] = _path
 
 BURN_METERS = textwrap.dedent(
     '''
@@ -59,6 +67,15 @@ BURN_METERS = textwrap.dedent(
 
         def domains(self):
             return ["gpu:0"]
+
+
+    class LimitedGpuBurnMeter(GpuBurnMeter):
+        """A GPU meter that knows its board's power limit, as the NVML meter does."""
+
+        name = "limitedgpuburn"
+
+        def power_limits_w(self):
+            return {"gpu:0": 700.0}
     '''
 )
 
@@ -74,17 +91,16 @@ def burn(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def run_entries(pytester: pytest.Pytester, *args: str, **outcomes: int) -> list[dict[str, Any]]:
+def run_entries(pytester: pytest.Pytester, *args: str, **outcomes: int) -> list[Entry]:
     """Run the suite with a JSON report; return its entries."""
     report = pytester.path / "energy.json"
     result = pytester.runpytest(*args, f"--energy-json={report}")
     result.assert_outcomes(**outcomes)
-    entries: list[dict[str, Any]] = json.loads(report.read_text())["tests"]
-    return entries
+    return [Entry.from_json(data) for data in json.loads(report.read_text())["tests"]]
 
 
-def by_name(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {e["nodeid"].split("::", 1)[1]: e for e in entries}
+def by_name(entries: list[Entry]) -> dict[str, Entry]:
+    return {e.nodeid.split("::", 1)[1]: e for e in entries}
 
 
 VARIANTS_SUITE = """
@@ -111,29 +127,31 @@ def test_grouping_by_function_name_and_both_rating_rules(burn: pytest.Pytester) 
     entries = run_entries(burn, *BURN, "--energy-rounds=4", "--energy-trials=2", passed=4)
     tests = by_name(entries)
     predict = [tests[f"test_predict[batch{b}]"] for b in (1, 8, 32)]
-    assert {e["group"] for e in predict} == {"test_predict"}
-    assert [e["variant"] for e in predict] == ["batch1", "batch8", "batch32"]
-    assert [e["joules_per_item"] for e in predict] == pytest.approx([5e-4, 6.25e-5, 1.5625e-5])
-    # The verdict rated every row by its budget (0.5 mJ of 1 mJ -> 3 stars); once the
-    # plugin applies the group rule itself, that rating is kept as budget_rating.
-    assert [e.get("budget_rating", e["rating"]) for e in predict] == [3, 3, 3]
+    assert {e.group for e in predict} == {"test_predict"}
+    assert [e.variant for e in predict] == ["batch1", "batch8", "batch32"]
+    assert [e.joules_per_item for e in predict] == pytest.approx([5e-4, 6.25e-5, 1.5625e-5])
+    # The verdict rated every row by its budget (0.5 mJ of 1 mJ -> 3 stars); the
+    # plugin applies the group rule itself and keeps that rating as budget_rating.
+    assert [e.budget_rating for e in predict] == [3, 3, 3]
 
-    rs.apply_ratings(entries, AUTO)
+    tests = by_name(rs.apply_ratings(entries, AUTO))
+    predict = [tests[f"test_predict[batch{b}]"] for b in (1, 8, 32)]
     # Range [15.6, 500] uJ/item: batch8 is at 10% of it -> 5 stars, batch1 -> 1 star.
-    assert [(e["rating"], e["rating_rule"]) for e in predict] == [
+    assert [(e.rating, e.rating_rule) for e in predict] == [
         (1, "group"), (5, "group"), (5, "group")]
-    assert [e["group_rank"] for e in predict] == [3, 2, 1]
-    assert predict[0]["wh_per_1000_items"] == pytest.approx(5e-4 * 1000 / 3600)
+    assert [e.group_rank for e in predict] == [3, 2, 1]
+    assert predict[0].wh_per_1000_items == pytest.approx(5e-4 * 1000 / 3600)
     lone = tests["test_lone"]
-    assert (lone["rating"], lone["rating_rule"]) == (5, "budget")  # 0.5 of 4 mJ = 12.5%
-    headers, rows = rs.summary_columns(entries, None)
+    assert (lone.rating, lone.rating_rule) == (5, "budget")  # 0.5 of 4 mJ = 12.5%
+    headers, rows = rs.summary_columns(list(tests.values()), None)
     assert headers[1] == "rated by"
     assert [row[1] for row in rows] == ["group", "group", "group", "budget"]
 
-    rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget"))
-    assert [(e["rating"], e["rating_rule"]) for e in predict] == [(3, "budget")] * 3
-    rs.apply_ratings(entries, RightsizingOptions(rating_rule="group"))
-    assert (lone["rating"], lone["rating_rule"]) == (None, None)
+    tests = by_name(rs.apply_ratings(entries, RightsizingOptions(rating_rule="budget")))
+    predict = [tests[f"test_predict[batch{b}]"] for b in (1, 8, 32)]
+    assert [(e.rating, e.rating_rule) for e in predict] == [(3, "budget")] * 3
+    tests = by_name(rs.apply_ratings(entries, RightsizingOptions(rating_rule="group")))
+    assert (tests["test_lone"].rating, tests["test_lone"].rating_rule) == (None, None)
 
 
 def test_explicit_group_joins_runtimes(burn: pytest.Pytester) -> None:
@@ -155,13 +173,12 @@ def test_explicit_group_joins_runtimes(burn: pytest.Pytester) -> None:
             burn(0.25)
         """
     )
-    entries = run_entries(burn, *BURN, passed=3)
-    rs.apply_ratings(entries, AUTO)
+    entries = rs.apply_ratings(run_entries(burn, *BURN, passed=3), AUTO)
     tests = by_name(entries)
-    assert tests["test_torch"]["group"] == tests["test_onnx"]["group"] == "mlp"
-    assert tests["test_torch"]["group_explicit"] is True
-    assert (tests["test_torch"]["rating"], tests["test_onnx"]["rating"]) == (1, 5)
-    assert tests["test_other"]["group_size"] == 1  # not part of "mlp"
+    assert tests["test_torch"].group == tests["test_onnx"].group == "mlp"
+    assert tests["test_torch"].group_explicit is True
+    assert (tests["test_torch"].rating, tests["test_onnx"].rating) == (1, 5)
+    assert tests["test_other"].group_size == 1  # not part of "mlp"
     (table,) = rs.rightsizing_tables(entries, AUTO)
     assert [v["variant"] for v in table["variants"]] == ["test_onnx", "test_torch"]
     assert table["recommended"] == table["default"] == "test_onnx"
@@ -188,8 +205,7 @@ def test_table_recommends_within_latency_and_renders(burn: pytest.Pytester) -> N
             burn(joules, seconds)
         """
     )
-    entries = run_entries(burn, *BURN, passed=2, failed=1)
-    rs.apply_ratings(entries, AUTO)
+    entries = rs.apply_ratings(run_entries(burn, *BURN, passed=2, failed=1), AUTO)
     (table,) = rs.rightsizing_tables(entries, AUTO)
     rows = {v["variant"]: v for v in table["variants"]}
     assert rows["batch32"]["meets_latency"] is False and rows["batch32"]["completed"] is True
@@ -229,12 +245,13 @@ def test_per_item_budget_and_items_from_the_fixture(burn: pytest.Pytester) -> No
     )
     entries = run_entries(burn, *BURN, passed=2, failed=1)
     tests = by_name(entries)
-    assert tests["test_within"]["joules_per_item"] == pytest.approx(5e-5)
-    assert tests["test_over"]["verdict"] == "over budget"
-    assert tests["test_blocks"]["joules_per_item"] == pytest.approx(5e-5)
-    rs.apply_ratings(entries, AUTO)
-    assert tests["test_blocks"]["wh_per_1000_items"] == pytest.approx(5e-5 * 1000 / 3600)
-    assert tests["test_over"]["rating"] == 0  # lone: budget rule, over budget
+    assert tests["test_within"].joules_per_item == pytest.approx(5e-5)
+    assert tests["test_over"].verdict == "over budget"
+    assert tests["test_blocks"].joules_per_item == pytest.approx(5e-5)
+    entries = rs.apply_ratings(entries, AUTO)
+    tests = by_name(entries)
+    assert tests["test_blocks"].wh_per_1000_items == pytest.approx(5e-5 * 1000 / 3600)
+    assert tests["test_over"].rating == 0  # lone: budget rule, over budget
     # Per-item budget uses feed the loose-budget hint (50 uJ of 1 mJ = 5%).
     found = rs.hints(entries, rs.rightsizing_tables(entries, AUTO), AUTO)
     assert found == [
@@ -282,7 +299,7 @@ def test_carbon_and_cost_from_a_real_run(meters: pytest.Pytester) -> None:
 def test_sibling_hint_from_a_real_run(burn: pytest.Pytester) -> None:
     burn.makepyfile(VARIANTS_SUITE)
     entries = run_entries(burn, *BURN, "--energy-rounds=2", "--energy-trials=2", passed=4)
-    rs.apply_ratings(entries, AUTO)
+    entries = rs.apply_ratings(entries, AUTO)
     tables = rs.rightsizing_tables(entries, AUTO)
     found = rs.hints(entries, tables, AUTO)
     assert found[0] == (
@@ -291,28 +308,44 @@ def test_sibling_hint_from_a_real_run(burn: pytest.Pytester) -> None:
     assert rs.hints(entries, tables, RightsizingOptions(hints=False)) == []
 
 
-def test_gpu_hint_from_a_real_run(burn: pytest.Pytester) -> None:
-    burn.makepyfile(
-        """
-        import pytest
-        from rs_meters import burn
+GPU_SUITE = """
+    import pytest
+    from rs_meters import burn
 
-        @pytest.mark.energy_budget(device="cuda", rounds=2, trials=2)
-        def test_gpu():
-            burn(500, 0.01)    # 500 mJ in >= 10 ms: at most 50 W
-        """
-    )
+    @pytest.mark.energy_budget(device="cuda", rounds=2, trials=2)
+    def test_gpu():
+        burn(500, 0.01)    # 500 mJ in >= 10 ms: at most 50 W
+    """
+
+
+def test_gpu_hint_from_a_real_run(burn: pytest.Pytester) -> None:
+    # A custom meter is used for every device, cuda included (MeterPool only picks
+    # nvml itself under auto/nvml); this one declares its board's power limit.
+    burn.makepyfile(GPU_SUITE)
+    result = burn.runpytest("--energy-meter=rs_meters:LimitedGpuBurnMeter", "-p",
+                            "no:cacheprovider", "--energy-json=energy.json")
+    result.assert_outcomes(passed=1)
+    # The limit reaches the entry, and 50 W of 700 W is far under it: the plugin says so.
+    result.stdout.fnmatch_lines([
+        "*energy hints*",
+        "- GPU likely under-utilised: test_gpu * W of 700 W (*%) average power in the "
+        "measured windows, under 30% of the power limit: try a larger batch*",
+    ])
+    data = json.loads((burn.path / "energy.json").read_text())
+    (gpu,) = [Entry.from_json(test) for test in data["tests"]]
+    assert gpu.device == "cuda" and gpu.watts is not None and 0 < gpu.watts <= 50
+    assert gpu.power_limit_w == {"gpu:0": 700.0}
+    assert [hint for hint in data["hints"] if hint.startswith("GPU likely under-utilised")]
+
+
+def test_no_gpu_hint_without_a_power_limit(burn: pytest.Pytester) -> None:
+    burn.makepyfile(GPU_SUITE)
     entries = run_entries(burn, "--energy-meter=rs_meters:GpuBurnMeter", "-p",
                           "no:cacheprovider", passed=1)
     (gpu,) = entries
-    assert gpu["device"] == "cuda" and 0 < gpu["watts"] <= 50
+    assert gpu.device == "cuda" and gpu.watts is not None and 0 < gpu.watts <= 50
     # Without the board's power limit there is no claim to make.
     assert rs.hints(entries, [], AUTO) == []
-    # The NVML meter records the limit (power_limit_w); far below it -> the hint.
-    gpu.setdefault("power_limit_w", 700.0)
-    (hint,) = rs.hints(entries, [], AUTO)
-    assert hint.startswith("GPU likely under-utilised: test_gpu ")
-    assert "W of 700 W" in hint and "try a larger batch" in hint
 
 
 def test_tables_are_the_same_under_xdist(burn: pytest.Pytester) -> None:
@@ -321,7 +354,7 @@ def test_tables_are_the_same_under_xdist(burn: pytest.Pytester) -> None:
     serial = run_entries(burn, *BURN, "--energy-rounds=2", "--energy-trials=2", passed=4)
     parallel = run_entries(burn, *BURN, "--energy-rounds=2", "--energy-trials=2", "-n", "2",
                            passed=4)
-    tables = [rs.rightsizing_tables(sorted(e, key=lambda x: x["nodeid"]), AUTO)
+    tables = [rs.rightsizing_tables(sorted(e, key=lambda x: x.nodeid), AUTO)
               for e in (serial, list(reversed(parallel)))]
     def summary(table: dict[str, Any]) -> list[tuple[Any, ...]]:
         return [(v["variant"], f"{v['joules_per_item']:.9g}", v["recommended"], v["default"])
@@ -334,10 +367,13 @@ def test_tables_are_the_same_under_xdist(burn: pytest.Pytester) -> None:
 # ----- options, as the plugin registers and resolves them ------------------------------------
 
 OPTIONS_CONFTEST = """
-    from pytest_energy.plugin import SESSION
+    from pytest_energy.rightsizing import RightsizingOptions
+    from pytest_energy.session import SESSION
 
     def pytest_terminal_summary(terminalreporter, config):
-        terminalreporter.write_line(f"OPTIONS {config.stash[SESSION].rightsizing!r}")
+        # as the run's report builds them from the resolved settings
+        options = RightsizingOptions(**config.stash[SESSION].rightsizing_values)
+        terminalreporter.write_line(f"OPTIONS {options!r}")
     """
 
 
@@ -416,7 +452,8 @@ def test_command_line_renders_a_report(burn: pytest.Pytester, tmp_path: Path,
     burn.makepyfile(VARIANTS_SUITE)
     run_entries(burn, *BURN, "--energy-rounds=2", "--energy-trials=2", passed=4)
     capsys.readouterr()
-    assert rs.main([str(burn.path / "energy.json"), "--price", "0.3", "--currency", "$"]) == 0
+    assert rightsizing_report.main([str(burn.path / "energy.json"), "--price", "0.3",
+                                    "--currency", "$"]) == 0
     out = capsys.readouterr().out
     assert "test_predict: 3 variants compared by energy per item (meter burn)" in out
     assert "carbon and cost, whole run:" in out and "0.3 $/kWh" in out

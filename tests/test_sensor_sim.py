@@ -1,5 +1,5 @@
 """The simulated part-time power sensor (bench/sensor_sim.py), and the antialiasing loop
-of pytest_energy.antialias run against it."""
+of pytest_energy.measure.antialias run against it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 np = pytest.importorskip("numpy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from antialias_loop import BlockReading, per_call_energy  # noqa: E402
 from sensor_sim import (  # noqa: E402
     SENSORS,
     CallProfile,
@@ -22,7 +23,9 @@ from sensor_sim import (  # noqa: E402
     pulsed_call,
 )
 
-from pytest_energy import antialias as aa  # noqa: E402
+from pytest_energy.measure.antialias import choose_plan, complete_sets  # noqa: E402
+from pytest_energy.measure.grid import measure_grid, wait_for_step  # noqa: E402
+from pytest_energy.measure.schedule import PhaseSchedule, block_end  # noqa: E402
 from pytest_energy.meters.base import Meter  # noqa: E402
 
 A100, VOLTA, TURING = SENSORS["a100"], SENSORS["volta"], SENSORS["turing"]
@@ -148,7 +151,7 @@ def test_spinning_on_the_counter_matches_the_fast_path():
     for sim in (spin, fast):
         sim.run_calls(3)
     for _ in range(3):
-        step = aa.wait_for_step(lambda: float(spin.read_counter_j()[0]), spin.clock(),
+        step = wait_for_step(lambda: float(spin.read_counter_j()[0]), spin.clock(),
                                 timeout_s=1.0)
         value, seen = fast.wait_for_step()
         assert step is not None
@@ -174,35 +177,35 @@ def test_sim_meter_speaks_the_meter_protocol():
 
 # ----- the antialiasing loop, as a measuring plugin would run it ---------------------------
 def _measure(sim: SensorSim, budget_s: float = 2.0, window_s: float | None = None):
-    """The loop of pytest_energy.antialias's module doc, scalar, on one device."""
+    """The loop of bench/antialias_loop.py's module doc, scalar, on one device."""
     read = lambda: float(sim.read_counter_j()[0])  # noqa: E731
     clock = sim.clock()
     t0 = clock()
     call_s = sim.call.duration_s
-    grid = aa.measure_grid(read, clock, period_s=sim.sensor.period_s)
+    grid = measure_grid(read, clock, period_s=sim.sensor.period_s)
     assert grid is not None
-    plan = aa.choose_plan(grid.period_s, call_s, budget_s=budget_s, sensor_window_s=window_s)
-    schedule = aa.PhaseSchedule(plan, shift=random.Random(int(sim.phase[0] * 1e9)).random())
+    plan = choose_plan(grid.period_s, call_s, budget_s=budget_s, sensor_window_s=window_s)
+    schedule = PhaseSchedule(plan, shift=random.Random(int(sim.phase[0] * 1e9)).random())
     deadline = t0 + max(budget_s, plan.expected_s if plan.cover else 0.0)
-    readings: list[aa.BlockReading] = []
+    readings: list[BlockReading] = []
     while True:
         block = schedule.next_block(grid, clock(), call_s)
-        whole = aa.complete_sets([(r.phase_set, r.set_size) for r in readings])
+        whole = complete_sets([(r.phase_set, r.set_size) for r in readings])
         if readings and block.finish_s > deadline and (whole or not plan.cover):
             break
         sim.sleep_until(block.start_s)
         while clock() < block.reference_s:
             sim.run_call()
         t_ref, before = clock(), read()
-        end, min_calls = aa.block_end(schedule.plan, grid, t_ref)
+        end, min_calls = block_end(schedule.plan, grid, t_ref)
         calls = 0
         while clock() < end or calls < min_calls:
             sim.run_call()
             calls += 1
         t_end, after = clock(), read()
-        readings.append(aa.BlockReading(after - before, t_ref, t_end, calls, calls * call_s,
+        readings.append(BlockReading(after - before, t_ref, t_end, calls, calls * call_s,
                                         block.phase_set, block.set_size))
-    energy = aa.per_call_energy(readings, grid)
+    energy = per_call_energy(readings, grid)
     assert energy is not None
     return energy / sim.call.energy_j - 1, clock() - t0
 

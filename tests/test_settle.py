@@ -1,4 +1,4 @@
-"""Warm-up until power stops rising (``Measurer._settle``, ``--energy-warmup-settle``)."""
+"""Warm-up until power stops rising (``measure.settle``, ``--energy-warmup-settle``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.measure import UNSETTLED_WARNING, Measurer
+from pytest_energy.measure import Measurer
+from pytest_energy.measure.settle import UNSETTLED_WARNING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 

@@ -11,15 +11,12 @@ from typing import Any
 
 import pytest
 
-from pytest_energy import storage as st
+from pytest_energy.entry import Entry
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.storage import (
-    NewRun,
-    StorageError,
-    open_storage,
-    parse_run_ref,
-    parse_save_name,
-)
+from pytest_energy.history import schema
+from pytest_energy.history import storage as st
+from pytest_energy.history.runs import NewRun, parse_run_ref, parse_save_name
+from pytest_energy.history.storage import StorageError, open_storage
 
 
 def opened(directory: Path, *, create: bool = True) -> st.Storage:
@@ -29,12 +26,16 @@ def opened(directory: Path, *, create: bool = True) -> st.Storage:
     return storage
 
 
-def entry(nodeid: str, joules: float = 1.0, **extra: Any) -> dict[str, Any]:
+def entry_json(nodeid: str, joules: float = 1.0, **extra: Any) -> dict[str, Any]:
     return {"nodeid": nodeid, "outcome": "passed", "joules_per_call": joules,
-            "latency_ms": {"median": 2.0, "p95": 3.0},
+            "latency_ms": {"median": 2.0, "p95": 3.0, "mean": 2.0, "min": 1.0, "max": 3.0},
             "budget": {"joules": 5.0, "latency_ms": None},
             "trials": [{"calls": 4, "window_s": 0.01, "joules": {"package:0": joules * 4}}
                        for _ in range(5)], **extra}
+
+
+def entry(nodeid: str, joules: float = 1.0, **extra: Any) -> Entry:
+    return Entry.from_json(entry_json(nodeid, joules, **extra))
 
 
 def new_run(name: str | None = None, fp: str = "fp-a", **extra: Any) -> NewRun:
@@ -46,14 +47,17 @@ def new_run(name: str | None = None, fp: str = "fp-a", **extra: Any) -> NewRun:
 def test_save_and_read_back_every_trial(tmp_path: Path) -> None:
     with opened(tmp_path / "h") as storage:
         saved = storage.save_run(new_run("main", commit="abc123", dirty=True, branch="dev"),
-                                 [entry("t::a", extra_nan=float("nan")), entry("t::b", 2.0)],
+                                 [entry("t::a", watts=float("nan")), entry("t::b", 2.0)],
                                  {"t::a": '{"meter":"rapl"}'})
         assert (saved.id, saved.name, saved.tests) == (1, "main", 2)
         assert saved.label == "#1 'main'" and saved.commit_label == "abc123+dirty"
         entries = storage.entries(saved.id)
-        assert [e["nodeid"] for e in entries] == ["t::a", "t::b"]
-        assert entries[0]["trials"] == entry("t::a")["trials"]
-        assert entries[0]["extra_nan"] is None  # JSON has no NaN: stored as null
+        assert [e.nodeid for e in entries] == ["t::a", "t::b"]
+        assert entries[0].trials == entry("t::a").trials
+        assert entries[0].watts is None  # JSON has no NaN: stored as null
+        stored = storage.entries_json(saved.id)
+        assert stored[0]["watts"] is None and stored[0]["nodeid"] == "t::a"
+        assert entries[1] == entry("t::b", 2.0)
         assert storage.meter_identities(saved.id) == {"t::a": '{"meter":"rapl"}'}
         assert storage.run("1") == saved
 
@@ -103,7 +107,7 @@ def test_history_by_pattern_glob_and_limit(tmp_path: Path) -> None:
             storage.save_run(new_run(), [entry("tests/test_m.py::test_mlp[8]", joules),
                                          entry("tests/test_m.py::test_cnn", joules)])
         by_substring = storage.history(pattern="mlp")
-        assert [e["joules_per_call"] for _, e in by_substring] == [1.2, 1.1, 1.0]
+        assert [e.joules_per_call for _, e in by_substring] == [1.2, 1.1, 1.0]
         by_glob = storage.history(pattern="tests/*::test_*", limit_runs=2)
         assert len(by_glob) == 4
         assert storage.history(nodeids=[]) == []
@@ -202,7 +206,7 @@ def _set_version(db: Path, version: int) -> None:
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     opened(tmp_path).close()
     db = st.db_path(tmp_path)
-    _set_version(db, st.SCHEMA_VERSION + 1)
+    _set_version(db, schema.SCHEMA_VERSION + 1)
     before = db.read_bytes()
     with pytest.raises(StorageError, match=r"written by a newer pytest-energy \(history schema "
                                            r"2; this version reads schema 1 and older\)"):
@@ -215,7 +219,7 @@ def test_older_schema_without_upgrade_is_refused(tmp_path: Path,
     opened(tmp_path).close()
     db = st.db_path(tmp_path)
     before = db.read_bytes()
-    monkeypatch.setattr(st, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     with pytest.raises(StorageError, match="has history schema 1, older than this "
                                            "pytest-energy's schema 2, and cannot be upgraded"):
         open_storage(tmp_path, create=True)
@@ -226,8 +230,8 @@ def test_older_schema_is_upgraded_after_keeping_a_copy(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with opened(tmp_path) as storage:
         storage.save_run(new_run("main"), [entry("t::a")])
-    monkeypatch.setattr(st, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(st.MIGRATIONS, 1, lambda db: db.execute(
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, 1, lambda db: db.execute(
         "ALTER TABLE runs ADD COLUMN note TEXT"))
     with pytest.raises(StorageError, match="upgraded on the next save"):
         open_storage(tmp_path, create=False)  # reading never upgrades
@@ -243,11 +247,13 @@ def test_two_processes_saving_at_once(tmp_path: Path) -> None:
     opened(tmp_path).close()
     script = textwrap.dedent(f"""
         import sys
-        from pytest_energy.storage import NewRun, open_storage
+        from pytest_energy.entry import Entry
+        from pytest_energy.history.runs import NewRun
+        from pytest_energy.history.storage import open_storage
         for i in range(15):
             with open_storage({str(tmp_path)!r}, create=True) as s:
                 s.save_run(NewRun("t", "fp", {{}}, {{}}, name=sys.argv[1]),
-                           [{{"nodeid": f"t::{{j}}", "trials": []}} for j in range(30)])
+                           [Entry(nodeid=f"t::{{j}}") for j in range(30)])
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, name]) for name in ("one", "two")]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
@@ -261,9 +267,9 @@ def test_two_processes_saving_at_once(tmp_path: Path) -> None:
 def test_history_of_more_tests_than_sqlite_binds(tmp_path: Path) -> None:
     nodeids = [f"t::test_{i}" for i in range(1200)]
     with opened(tmp_path) as storage:
-        storage.save_run(new_run(), [{"nodeid": n, "trials": []} for n in nodeids])
+        storage.save_run(new_run(), [Entry(nodeid=n) for n in nodeids])
         found = storage.history(nodeids, limit_runs=1)
-    assert sorted(e["nodeid"] for _, e in found) == sorted(nodeids)
+    assert sorted(e.nodeid for _, e in found) == sorted(nodeids)
 
 
 @pytest.mark.parametrize(

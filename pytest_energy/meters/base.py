@@ -17,6 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 class Meter(Protocol):
     """What the plugin needs from an energy counter.
 
+    These six members are all a meter must have. Anything more a meter knows (how to
+    wait for its device, which devices it occupies, its sensor's timing, a hardware
+    fingerprint...) it declares through optional members, listed with what the plugin
+    does with each in :class:`MeterCapabilities` and read only through
+    :func:`capabilities`; ``docs/meters.md`` shows how to write one.
+
     Attributes:
         name: short label shown in the header and the report, e.g. ``"nvml"``.
         estimated: ``True`` when the joules are modelled rather than read from a

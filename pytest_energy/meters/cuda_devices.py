@@ -192,6 +192,19 @@ def _resolve_entry(
     entry: str, pci_order: Sequence[NvmlDeviceInfo], ordinal_ambiguous: bool
 ) -> _Slot | str:
     """Resolve one normalised entry to a slot, or return why CUDA would stop at it."""
+    if entry.startswith(("MIG-", "GPU-")):
+        return _resolve_uuid_entry(entry, pci_order)
+    ordinal = int(entry)
+    if ordinal >= len(pci_order):
+        return f"is out of range: the machine has {len(pci_order)} GPU(s)"
+    device = pci_order[ordinal]
+    return _Slot(
+        entry, device, device.mig_enabled, exact=not ordinal_ambiguous, key=(device.index, "")
+    )
+
+
+def _resolve_uuid_entry(entry: str, pci_order: Sequence[NvmlDeviceInfo]) -> _Slot | str:
+    """A ``GPU-``, ``MIG-`` or old-style ``MIG-GPU-`` entry: UUIDs name a device exactly."""
     gpu_uuids = [(_bare_uuid(d.uuid), d) for d in pci_order]
     if entry.startswith("MIG-GPU-"):
         match = _OLD_MIG.fullmatch(entry)
@@ -206,18 +219,10 @@ def _resolve_entry(
         if parent is None:
             return "names no MIG instance (or an ambiguous UUID prefix)"
         return _Slot(entry, parent, shared=True, exact=True, key=(parent.index, entry))
-    if entry.startswith("GPU-"):
-        device = _unique_prefix_match(_bare_uuid(entry), gpu_uuids)
-        if device is None:
-            return "names no GPU (or an ambiguous UUID prefix)"
-        return _Slot(entry, device, device.mig_enabled, exact=True, key=(device.index, ""))
-    ordinal = int(entry)
-    if ordinal >= len(pci_order):
-        return f"is out of range: the machine has {len(pci_order)} GPU(s)"
-    device = pci_order[ordinal]
-    return _Slot(
-        entry, device, device.mig_enabled, exact=not ordinal_ambiguous, key=(device.index, "")
-    )
+    device = _unique_prefix_match(_bare_uuid(entry), gpu_uuids)
+    if device is None:
+        return "names no GPU (or an ambiguous UUID prefix)"
+    return _Slot(entry, device, device.mig_enabled, exact=True, key=(device.index, ""))
 
 
 def _match_cuda_uuid(uuid: str, devices: Sequence[NvmlDeviceInfo]) -> tuple[NvmlDeviceInfo, bool]:
@@ -256,60 +261,16 @@ def map_cuda_to_nvml(
     models = sorted({d.name for d in pci_order})
     ordinal_ambiguous = not order_is_pci and len(models) > 1
     notes: list[str] = []
-
-    slots: list[_Slot] = []
-    entries = parse_cuda_visible_devices(cuda_visible_devices)
-    if entries is None:
-        for device in pci_order:
-            slots.append(
-                _Slot(
-                    None,
-                    device,
-                    device.mig_enabled,
-                    exact=not ordinal_ambiguous,
-                    key=(device.index, ""),
-                )
-            )
+    if cuda_visible_devices is None:
+        slots = [
+            _Slot(None, device, device.mig_enabled, exact=not ordinal_ambiguous,
+                  key=(device.index, ""))
+            for device in pci_order
+        ]
     else:
-        assert cuda_visible_devices is not None
-        raw_fields = cuda_visible_devices.split(",")
-        if len(entries) < len(raw_fields):
-            bad = raw_fields[len(entries)]
-            notes.append(
-                f"CUDA_VISIBLE_DEVICES entry {bad.strip()!r} is not a valid device; "
-                "CUDA ignores it and every entry after it"
-            )
-        seen: set[tuple[int, str]] = set()
-        for entry in entries:
-            resolved = _resolve_entry(entry, pci_order, ordinal_ambiguous)
-            if isinstance(resolved, str):
-                notes.append(
-                    f"CUDA_VISIBLE_DEVICES entry {entry!r} {resolved}; "
-                    "CUDA ignores it and every entry after it"
-                )
-                break
-            if resolved.key in seen:
-                notes.append(
-                    f"CUDA_VISIBLE_DEVICES names {entry!r} twice; CUDA then sees no device"
-                )
-                slots = []
-                break
-            seen.add(resolved.key)
-            slots.append(resolved)
-
-    if any(not slot.exact for slot in slots) and cuda_uuid_of is not None:
-        for cuda_index, slot in enumerate(slots):
-            if slot.exact:
-                continue
-            uuid = cuda_uuid_of(cuda_index)
-            if not uuid:
-                continue
-            try:
-                device, shared = _match_cuda_uuid(uuid, pci_order)
-            except KeyError:
-                continue
-            slot.device, slot.shared, slot.exact = device, shared, True
-
+        slots = _visible_slots(cuda_visible_devices, pci_order, ordinal_ambiguous, notes)
+    if cuda_uuid_of is not None:
+        _confirm_by_uuid(slots, pci_order, cuda_uuid_of)
     assumed = any(not slot.exact for slot in slots)
     if assumed:
         notes.append(
@@ -332,3 +293,55 @@ def map_cuda_to_nvml(
         assumed=assumed,
         notes=tuple(notes),
     )
+
+
+def _visible_slots(
+    cuda_visible_devices: str, pci_order: Sequence[NvmlDeviceInfo], ordinal_ambiguous: bool,
+    notes: list[str],
+) -> list[_Slot]:
+    """The devices a set ``CUDA_VISIBLE_DEVICES`` selects, in its order; appends to
+    ``notes`` why CUDA stopped early or sees nothing."""
+    entries = parse_cuda_visible_devices(cuda_visible_devices) or []
+    raw_fields = cuda_visible_devices.split(",")
+    if len(entries) < len(raw_fields):
+        bad = raw_fields[len(entries)]
+        notes.append(
+            f"CUDA_VISIBLE_DEVICES entry {bad.strip()!r} is not a valid device; "
+            "CUDA ignores it and every entry after it"
+        )
+    slots: list[_Slot] = []
+    seen: set[tuple[int, str]] = set()
+    for entry in entries:
+        resolved = _resolve_entry(entry, pci_order, ordinal_ambiguous)
+        if isinstance(resolved, str):
+            notes.append(
+                f"CUDA_VISIBLE_DEVICES entry {entry!r} {resolved}; "
+                "CUDA ignores it and every entry after it"
+            )
+            break
+        if resolved.key in seen:
+            notes.append(
+                f"CUDA_VISIBLE_DEVICES names {entry!r} twice; CUDA then sees no device"
+            )
+            return []
+        seen.add(resolved.key)
+        slots.append(resolved)
+    return slots
+
+
+def _confirm_by_uuid(
+    slots: list[_Slot], pci_order: Sequence[NvmlDeviceInfo],
+    cuda_uuid_of: Callable[[int], str | None],
+) -> None:
+    """Make ambiguous slots exact where CUDA's own UUID for the index names a device."""
+    for cuda_index, slot in enumerate(slots):
+        if slot.exact:
+            continue
+        uuid = cuda_uuid_of(cuda_index)
+        if not uuid:
+            continue
+        try:
+            device, shared = _match_cuda_uuid(uuid, pci_order)
+        except KeyError:
+            continue
+        slot.device, slot.shared, slot.exact = device, shared, True

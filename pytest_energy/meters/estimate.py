@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pytest_energy.meters.locks import CPU_PACKAGES
+
 DEFAULT_WATTS_PER_CORE = 10.0
 
 
@@ -39,7 +41,7 @@ class EstimateMeter:
     def lock_keys(self) -> list[str]:
         """Per-process CPU time is not disturbed by other workers, but their load skews
         latency and CPU frequency: estimate windows are serialised like RAPL's."""
-        return ["cpu-packages"]
+        return [CPU_PACKAGES]
 
     def domains(self) -> list[str]:
         return ["cpu:process"]

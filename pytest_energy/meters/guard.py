@@ -6,8 +6,8 @@ thread waits at most ``timeout_s``. A read that times out makes that test's resu
 error and marks the meter as hung: every later test that needs it errors at once with
 the same cause instead of waiting again. The stuck thread is a daemon, so it never
 keeps the interpreter alive at exit. Meters whose read cannot block (the estimate
-meter: a clock read) declare ``read_never_blocks = True`` and skip the thread hand-off
-(~0.1-0.2 ms on a busy 2-core machine).
+meter: a clock read) declare the ``read_never_blocks`` capability and skip the thread
+hand-off, which costs a noticeable fraction of a millisecond per read on a busy machine.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import weakref
 from typing import Any
 
-from pytest_energy.meters.base import Meter, MeterError
+from pytest_energy.meters.base import Meter, MeterError, capabilities
 
 DEFAULT_READ_TIMEOUT_S = 10.0
 
@@ -29,6 +29,7 @@ class ReadGuard:
         self.meter = meter
         self.timeout_s = timeout_s
         self.hung: str | None = None
+        self._never_blocks = capabilities(meter).read_never_blocks
         self._requests: queue.SimpleQueue[queue.SimpleQueue[tuple[bool, Any]]] | None = None
 
     def _worker(self) -> None:
@@ -41,9 +42,10 @@ class ReadGuard:
                 reply.put((False, exc))
 
     def read(self) -> Any:
+        """``meter.read()``, or :class:`MeterError` when it takes over ``timeout_s``."""
         if self.hung:
             raise MeterError(self.hung)
-        if self.timeout_s <= 0 or getattr(self.meter, "read_never_blocks", False):
+        if self.timeout_s <= 0 or self._never_blocks:
             return self.meter.read()
         if self._requests is None:
             self._requests = queue.SimpleQueue()

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
-from pytest_energy.meters.base import Meter, MeterUnavailable, missing_meter_attributes
+from pytest_energy.meters.base import (
+    Meter,
+    MeterUnavailable,
+    capabilities,
+    missing_meter_attributes,
+)
 
-BUILTIN_METERS = ("nvml", "rapl", "estimate")
+BUILTIN_METER_CLASSES = {
+    "nvml": ("pytest_energy.meters.nvml", "NvmlMeter"),
+    "rapl": ("pytest_energy.meters.rapl", "RaplMeter"),
+    "estimate": ("pytest_energy.meters.estimate", "EstimateMeter"),
+}
+"""Where each built-in meter lives: imported by name on first use, so that a session
+that never measures (or measures only estimates) never loads the others."""
+BUILTIN_METERS = tuple(BUILTIN_METER_CLASSES)
 ENTRY_POINT_GROUP = "pytest_energy.meters"
 
 
@@ -61,24 +75,31 @@ def load_custom_meter(spec: str) -> Meter:
 
     Only the module the user named is imported.
     """
-    if ":" in spec:
-        module_name, _, attr_path = spec.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except Exception as exc:
-            raise MeterUnavailable(
-                f"--energy-meter={spec}: cannot import {module_name!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        for part in attr_path.split("."):
-            if not hasattr(obj, part):
-                raise MeterUnavailable(
-                    f"--energy-meter={spec}: module {module_name!r} has no attribute {attr_path!r}"
-                )
-            obj = getattr(obj, part)
-        return _instantiate(obj, spec)
-    from importlib.metadata import entry_points
+    obj = _module_attr(spec) if ":" in spec else _entry_point(spec)
+    return _instantiate(obj, spec)
 
+
+def _module_attr(spec: str) -> Any:
+    """The object ``package.module:attr`` names (``attr`` may be dotted)."""
+    module_name, _, attr_path = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise MeterUnavailable(
+            f"--energy-meter={spec}: cannot import {module_name!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise MeterUnavailable(
+                f"--energy-meter={spec}: module {module_name!r} has no attribute {attr_path!r}"
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def _entry_point(spec: str) -> Any:
+    """The object the installed entry point ``spec`` of our group loads."""
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
     if not matches:
         known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
@@ -88,12 +109,28 @@ def load_custom_meter(spec: str) -> Meter:
             f"(installed: {', '.join(known) or 'none'})"
         )
     try:
-        obj = matches[0].load()
+        return matches[0].load()
     except Exception as exc:
         raise MeterUnavailable(
             f"--energy-meter={spec}: entry point failed to load: {type(exc).__name__}: {exc}"
         ) from exc
-    return _instantiate(obj, spec)
+
+
+def _builtin_class(kind: str) -> Callable[..., Meter]:
+    module_name, class_name = BUILTIN_METER_CLASSES[kind]
+    meter_class: Callable[..., Meter] = getattr(importlib.import_module(module_name), class_name)
+    return meter_class
+
+
+def _describe(meter: Meter) -> Any:
+    """The meter's ``describe()`` fingerprint, if it declares one; never raises."""
+    describe = capabilities(meter).describe
+    if describe is None:
+        return None
+    try:
+        return describe()
+    except Exception as exc:  # a fingerprint must never break a report
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 class MeterPool:
@@ -126,19 +163,14 @@ class MeterPool:
 
     def _build(self, key: str) -> Meter:
         kind, _, device = key.partition("@")
+        if kind not in BUILTIN_METER_CLASSES:
+            return load_custom_meter(kind)
+        meter_class = _builtin_class(kind)
         if kind == "estimate":
-            from pytest_energy.meters.estimate import EstimateMeter
-
-            return EstimateMeter(self.watts_per_core)
-        if kind == "rapl":
-            from pytest_energy.meters.rapl import RaplMeter
-
-            return RaplMeter()
+            return meter_class(self.watts_per_core)
         if kind == "nvml":
-            from pytest_energy.meters.nvml import NvmlMeter
-
-            return NvmlMeter(device)
-        return load_custom_meter(kind)
+            return meter_class(device)
+        return meter_class()
 
     # ----- choice per device ------------------------------------------------------------
     def choose(self, device: str) -> MeterChoice:
@@ -154,16 +186,9 @@ class MeterPool:
                 return MeterChoice(device, meter=self._get(spec))
             except MeterUnavailable as exc:
                 return MeterChoice(device, error=str(exc))
-        wants_gpu = device.startswith("cuda")
         if device == "auto" and spec in ("auto", "nvml"):
-            try:
-                self._get("nvml@cuda")
-                return self._choose_gpu("cuda")
-            except MeterUnavailable as exc:
-                if spec == "nvml":
-                    return self._gpu_unavailable("cuda", str(exc))
-                return self._choose_cpu("cpu", gpu_note=str(exc))
-        if wants_gpu:
+            return self._choose_any()
+        if device.startswith("cuda"):
             if spec in ("auto", "nvml"):
                 return self._choose_gpu(device)
             return self._gpu_unavailable(
@@ -174,6 +199,16 @@ class MeterPool:
                 f"--energy-meter=nvml measures GPUs, but the test asks for device={device!r}; "
                 "use device='cuda' or --energy-meter=auto"))
         return self._choose_cpu("cpu" if device == "auto" else device)
+
+    def _choose_any(self) -> MeterChoice:
+        """``device="auto"``: the GPUs when NVML works, else the CPU (with the reason)."""
+        try:
+            self._get("nvml@cuda")
+            return self._choose_gpu("cuda")
+        except MeterUnavailable as exc:
+            if self.spec == "nvml":
+                return self._gpu_unavailable("cuda", str(exc))
+            return self._choose_cpu("cpu", gpu_note=str(exc))
 
     def _gpu_unavailable(self, device: str, reason: str) -> MeterChoice:
         message = f"no GPU energy counter for device {device!r}: {reason}"
@@ -210,13 +245,7 @@ class MeterPool:
         """The meters this session used, their fingerprints, and why others were skipped."""
         used = {}
         for key, meter in self._meters.items():
-            describe = getattr(meter, "describe", None)
-            details: Any = None
-            if callable(describe):
-                try:
-                    details = describe()
-                except Exception as exc:  # a fingerprint must never break a report
-                    details = {"error": f"{type(exc).__name__}: {exc}"}
+            details = _describe(meter)
             used[key] = {
                 "name": meter.name,
                 "estimated": bool(meter.estimated),

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_energy.meters.base import MeterError, MeterUnavailable
+from pytest_energy.meters.locks import CPU_PACKAGES
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 ROOT_ENV_VAR = "PYTEST_ENERGY_POWERCAP_ROOT"
@@ -134,15 +135,7 @@ class RaplMeter:
         ``/sys/class/powercap`` lists subzones both as top-level symlinks and nested in
         their parent; either layout is accepted.
         """
-        try:
-            top = sorted(self._root.iterdir(), key=lambda p: p.name)
-        except (FileNotFoundError, NotADirectoryError):
-            raise MeterUnavailable(
-                f"no powercap RAPL zones under {self._root} (directory missing: no RAPL "
-                "driver loaded, or a VM/container without RAPL access)"
-            ) from None
-        except PermissionError as exc:
-            raise MeterUnavailable(f"RAPL unavailable: cannot list {self._root}: {exc}") from None
+        top = self._list_root()
         found = {
             path.name: path
             for path in top
@@ -150,71 +143,66 @@ class RaplMeter:
         }
         for path in top:  # subzones present only inside their package zone
             if _ZONE_DIR.fullmatch(path.name) and path.is_dir():
-                for child in sorted(path.iterdir(), key=lambda p: p.name):
-                    if _SUBZONE_DIR.fullmatch(child.name):
-                        found.setdefault(child.name, child)
+                for child in _nested_subzones(path):
+                    found.setdefault(child.name, child)
         return [found[name] for name in sorted(found, key=_zone_sort_key)]
+
+    def _list_root(self) -> list[Path]:
+        try:
+            return sorted(self._root.iterdir(), key=lambda p: p.name)
+        except (FileNotFoundError, NotADirectoryError):
+            raise MeterUnavailable(
+                f"no powercap RAPL zones under {self._root} (directory missing: no RAPL "
+                "driver loaded, or a VM/container without RAPL access)"
+            ) from None
+        except PermissionError as exc:
+            raise MeterUnavailable(f"RAPL unavailable: cannot list {self._root}: {exc}") from None
 
     def _discover(self) -> list[_Zone]:
         dirs = self._zone_dirs()
         if not dirs:
             raise MeterUnavailable(f"no powercap RAPL zones under {self._root}")
-        package_suffix: dict[str, str] = {}  # zone dir name -> "0" or "0-die-1"
         names: dict[str, str | None] = {path.name: _zone_name(path) for path in dirs}
-        wanted: list[tuple[str, Path, str]] = []
-        for path in dirs:
-            zone_name = names[path.name]
-            if zone_name is None or not _ZONE_DIR.fullmatch(path.name):
-                continue
-            match = _PACKAGE_NAME.fullmatch(zone_name)
-            if match is None:
-                continue  # psys and friends overlap the packages
-            suffix = match.group(1) + (match.group(2) or "")
-            if suffix in package_suffix.values():
-                continue  # a second zone for the same package would double count
-            package_suffix[path.name] = suffix
-            wanted.append((f"package:{suffix}", path, zone_name))
-        if not wanted:
+        packages = _package_zones(dirs, names)
+        if not packages:
             seen = ", ".join(f"{p.name}={names[p.name]}" for p in dirs) or "none"
             raise MeterUnavailable(f"no RAPL package zone under {self._root} (zones found: {seen})")
-        for path in dirs:
-            sub = _SUBZONE_DIR.fullmatch(path.name)
-            if sub is None or names[path.name] != "dram":
-                continue
-            parent = f"intel-rapl:{sub.group(1)}"
-            if parent in package_suffix:
-                wanted.append((f"dram:{package_suffix[parent]}", path, "dram"))
-
-        zones: list[_Zone] = []
-        for domain, path, zone_name in wanted:
-            max_file = path / "max_energy_range_uj"
-            energy_file = path / "energy_uj"
-            try:
-                max_range = _read_uj(max_file)
-            except (OSError, ValueError) as exc:
-                raise MeterUnavailable(f"RAPL unavailable: cannot read {max_file}: {exc}") from None
-            if max_range <= 0:
-                raise MeterUnavailable(
-                    f"RAPL unavailable: {max_file} is {max_range}; wraparound cannot be handled"
-                )
-            try:
-                start = _read_uj(energy_file)
-            except PermissionError:
-                raise MeterUnavailable(_permission_message(energy_file, self._root)) from None
-            except (OSError, ValueError) as exc:
-                raise MeterUnavailable(
-                    f"RAPL unavailable: cannot read {energy_file}: {exc}"
-                ) from None
-            zones.append(_Zone(domain, path, zone_name, max_range, start))
+        wanted = [(f"package:{suffix}", path, zone_name)
+                  for path, (suffix, zone_name) in packages.items()]
+        wanted += _dram_zones(dirs, names, {path.name: suffix
+                                            for path, (suffix, _) in packages.items()})
+        zones = [self._open_zone(domain, path, zone_name) for domain, path, zone_name in wanted]
         zones.sort(key=lambda z: _domain_sort_key(z.domain))
         return zones
+
+    def _open_zone(self, domain: str, path: Path, zone_name: str) -> _Zone:
+        """A zone whose range and current counter value could be read."""
+        max_file = path / "max_energy_range_uj"
+        energy_file = path / "energy_uj"
+        try:
+            max_range = _read_uj(max_file)
+        except (OSError, ValueError) as exc:
+            raise MeterUnavailable(f"RAPL unavailable: cannot read {max_file}: {exc}") from None
+        if max_range <= 0:
+            raise MeterUnavailable(
+                f"RAPL unavailable: {max_file} is {max_range}; wraparound cannot be handled"
+            )
+        try:
+            start = _read_uj(energy_file)
+        except PermissionError:
+            raise MeterUnavailable(_permission_message(energy_file, self._root)) from None
+        except (OSError, ValueError) as exc:
+            raise MeterUnavailable(
+                f"RAPL unavailable: cannot read {energy_file}: {exc}"
+            ) from None
+        return _Zone(domain, path, zone_name, max_range, start)
 
     # -- Meter protocol ----------------------------------------------------------------
 
     def lock_keys(self) -> list[str]:
         """RAPL zones cover every package: one lock for all CPU packages, shared with the
-        estimate meter (see pytest_energy.isolation)."""
-        return ["cpu-packages"]
+        estimate meter (see pytest_energy.meters.locks)."""
+        return [CPU_PACKAGES]
 
     def domains(self) -> list[str]:
         """``package:N`` and ``dram:N`` per socket, socket-major."""
@@ -288,6 +276,48 @@ class RaplMeter:
 
     def __repr__(self) -> str:
         return f"RaplMeter(root={str(self._root)!r}, domains={self.domains()!r})"
+
+
+def _nested_subzones(zone: Path) -> list[Path]:
+    return [child for child in sorted(zone.iterdir(), key=lambda p: p.name)
+            if _SUBZONE_DIR.fullmatch(child.name)]
+
+
+def _package_zones(
+    dirs: list[Path], names: dict[str, str | None]
+) -> dict[Path, tuple[str, str]]:
+    """Package zone directory -> (socket suffix such as ``"0"`` or ``"0-die-1"``, name).
+
+    Zones whose name is not ``package-N`` (psys and friends) overlap the packages, and
+    a second zone for the same package would double count: both are left out.
+    """
+    packages: dict[Path, tuple[str, str]] = {}
+    for path in dirs:
+        zone_name = names[path.name]
+        if zone_name is None or not _ZONE_DIR.fullmatch(path.name):
+            continue
+        match = _PACKAGE_NAME.fullmatch(zone_name)
+        if match is None:
+            continue
+        suffix = match.group(1) + (match.group(2) or "")
+        if suffix not in (known for known, _ in packages.values()):
+            packages[path] = (suffix, zone_name)
+    return packages
+
+
+def _dram_zones(
+    dirs: list[Path], names: dict[str, str | None], package_suffix: dict[str, str]
+) -> list[tuple[str, Path, str]]:
+    """``(domain, path, name)`` of each ``dram`` subzone of a measured package."""
+    wanted: list[tuple[str, Path, str]] = []
+    for path in dirs:
+        sub = _SUBZONE_DIR.fullmatch(path.name)
+        if sub is None or names[path.name] != "dram":
+            continue
+        parent = f"intel-rapl:{sub.group(1)}"
+        if parent in package_suffix:
+            wanted.append((f"dram:{package_suffix[parent]}", path, "dram"))
+    return wanted
 
 
 def _zone_sort_key(dir_name: str) -> tuple[int, ...]:

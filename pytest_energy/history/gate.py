@@ -1,0 +1,377 @@
+"""The regression gate: history, baselines, compare verdicts, suggestions and CI reports.
+
+Budgets catch the absolute; the gate catches "this merge made inference 15% more
+expensive". At the end of the session, on the controller only, :meth:`RegressionGate.finish`
+
+1. looks up the baseline (before saving, so a run never compares with itself),
+2. compares every test with it (threshold AND significance, see
+   :mod:`pytest_energy.history.compare`),
+3. suggests budgets from history, saves the run, writes the markdown report,
+
+and never raises: a broken history database, a missing baseline or an unwritable file
+become messages, and :meth:`RegressionGate.exit_status` says what exit code they
+deserve. Exit codes (the session keeps a non-zero status it already has):
+
+* ``1`` a test regressed beyond a ``--energy-compare-fail`` threshold, significantly
+  (like a failed test: the code under test got worse);
+* ``3`` the gate could not do what it was asked: the history cannot be read or written
+  (corrupt, newer schema, permissions), the markdown or suggestions file cannot be
+  written, or, with ``--energy-compare-strict``, there is no usable baseline (missing,
+  or from other hardware). Like an unwritable ``--energy-json`` report.
+
+A missing or refused baseline without ``--energy-compare-strict`` is a warning and the
+session passes: the first run on a new runner or branch must not break CI.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_energy._version import __version__
+from pytest_energy.entry import Entry
+from pytest_energy.history.baseline import find_baseline
+from pytest_energy.history.compare import (
+    CompareStatus,
+    CompareVerdict,
+    TestComparison,
+    compare_entries,
+    count_verdicts,
+    with_status,
+    with_verdict,
+)
+from pytest_energy.history.gate_config import gate_arguments
+from pytest_energy.history.gate_text import (
+    HISTORY_RUNS_FOR_SUGGESTIONS,
+    compare_lines,
+    initial_result,
+    markdown_report,
+    suggestion_lines,
+    suggestions_file,
+)
+from pytest_energy.history.git import git_state
+from pytest_energy.history.machine import (
+    fingerprint,
+    machine_identity,
+    meter_identity,
+    noted_differences,
+    with_cpu_model,
+)
+from pytest_energy.history.metrics import Threshold, default_thresholds
+from pytest_energy.history.runs import LATEST, NewRun, RunInfo
+from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
+from pytest_energy.history.suggest import Suggestion, suggest_budgets
+from pytest_energy.parsers import PRINT_ONLY
+from pytest_energy.report.jsonreport import atomic_write_text
+
+EXIT_REGRESSION = 1
+EXIT_GATE_ERROR = 3
+
+
+@dataclass(frozen=True)
+class _Run:
+    """This session's run as the gate sees it: entries, machine, meters, fingerprint."""
+
+    entries: Sequence[Entry]
+    machine: dict[str, Any]
+    meter: dict[str, Any]
+    fingerprint: str
+    meter_ids: dict[str, str]
+
+
+class RegressionGate:
+    """Saves, compares, suggests and reports at the end of a session (see module doc)."""
+
+    def __init__(self, *, storage_dir: Path, save: str | None = None, autosave: bool = False,
+                 compare: str | None = None, thresholds: Sequence[Threshold] | None = None,
+                 alpha: float = 0.01, strict: bool = False, suggest: str | None = None,
+                 margin: float = 1.2, markdown: str | None = None,
+                 rootdir: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.storage_dir = storage_dir
+        self.save = save
+        self.autosave = autosave
+        self.compare = compare
+        self.thresholds: tuple[Threshold, ...] = (
+            default_thresholds() if thresholds is None else tuple(thresholds))
+        self.alpha = alpha
+        self.strict = strict
+        self.suggest = suggest
+        self.margin = margin
+        self.markdown = markdown
+        self.rootdir = rootdir or Path.cwd()
+        self.environ = os.environ if environ is None else environ
+        self.result: dict[str, Any] = {}
+        # Sections other features add to the markdown report (right-sizing, carbon, hints).
+        self.extra_markdown = ""
+        self.comparisons: list[TestComparison] = []
+        self.suggestions: list[Suggestion] = []
+        self.messages: list[str] = []  # warnings and errors, shown and put in the JSON
+        self.infos: list[str] = []  # what was done (saved to..., markdown written to...)
+        self._exit: int | None = None
+        self._baseline: RunInfo | None = None
+
+    # ----- construction ------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: pytest.Config,
+                    environ: Mapping[str, str] | None = None) -> RegressionGate | None:
+        """The gate for this session, or None when no gate option is active.
+
+        Raises EnergyConfigError (naming the option and its source) for a bad value.
+        """
+        arguments = gate_arguments(config, environ)
+        return None if arguments is None else cls(**arguments)
+
+    # ----- the API the plugin calls ------------------------------------------------------
+    @property
+    def saving(self) -> bool:
+        return bool(self.save or self.autosave)
+
+    @property
+    def fail_enabled(self) -> bool:
+        return bool(self.thresholds)
+
+    def finish(self, entries: Sequence[Entry], meter: dict[str, Any],
+               machine: dict[str, Any]) -> dict[str, Any]:
+        """Compare, suggest, save and write the markdown; return the JSON "compare" dict.
+
+        Called once, on the controller, at session finish. Never raises.
+        """
+        try:
+            self._finish(entries, meter, machine)
+        except Exception as exc:  # the gate must never turn a run into a traceback
+            self._error(f"internal error in the regression gate: {type(exc).__name__}: {exc}")
+            self.result["status"] = "error"
+        self.result["messages"] = list(self.messages)
+        self.result["exit_status"] = self._exit
+        return self.result
+
+    def exit_status(self) -> int | None:
+        """1 for a significant regression (when failing is on), 3 when the gate could not
+        do its job (see module doc), else None."""
+        return self._exit
+
+    def summary_lines(self) -> list[str]:
+        """Lines for the terminal after the energy summary. Never raises."""
+        try:
+            return self._summary_lines()
+        except Exception as exc:
+            return [f"pytest-energy: could not print the compare summary: "
+                    f"{type(exc).__name__}: {exc}"]
+
+    # ----- internals -----------------------------------------------------------------------
+    def _error(self, message: str) -> None:
+        self.messages.append(message)
+        self._exit = max(self._exit or 0, EXIT_GATE_ERROR)
+
+    def _finish(self, entries: Sequence[Entry], meter: dict[str, Any],
+                machine: dict[str, Any]) -> None:
+        machine = with_cpu_model(machine)
+        identity = machine_identity(machine)
+        run = _Run(entries, machine, meter, fingerprint(identity),
+                   {e.nodeid: meter_identity(e, meter) for e in entries})
+        self.result.update(initial_result(
+            storage=str(db_path(self.storage_dir)), fingerprint=run.fingerprint,
+            identity=identity, thresholds=self.thresholds, alpha=self.alpha,
+            requested=bool(self.compare)))
+        storage, storage_error = self._open_storage()
+        try:
+            self._use_storage(storage, storage_error, run)
+        finally:
+            if storage is not None:
+                storage.close()
+        if self.markdown:
+            self._write_markdown(entries)
+
+    def _open_storage(self) -> tuple[Storage | None, str | None]:
+        """The history when something needs it, and why it could not be opened."""
+        if not (self.compare or self.saving or self.suggest):
+            return None, None
+        try:
+            return open_storage(self.storage_dir, create=self.saving), None
+        except StorageError as exc:
+            if self.compare or self.saving:
+                self._error(str(exc))
+            else:  # suggestions alone can do without history
+                self.messages.append(f"budget suggestions use this run only: {exc}")
+            return None, str(exc)
+
+    def _use_storage(self, storage: Storage | None, storage_error: str | None,
+                     run: _Run) -> None:
+        """Compare first (a run never compares with itself), then suggest, then save."""
+        if self.compare:
+            if storage_error is None:
+                self._compare(storage, run)
+            else:
+                self.result["status"] = "error"
+        if self.suggest:
+            self._suggest(storage, run)
+        if self.saving and storage is not None:
+            self._save(storage, run)
+
+    # ----- comparing -----------------------------------------------------------------------
+    def _compare(self, storage: Storage | None, run: _Run) -> None:
+        try:
+            baseline = self._baseline_for(storage, run)
+            if storage is None or baseline is None:
+                return
+            base_entries = storage.entries(baseline.id)
+            base_ids = storage.meter_identities(baseline.id)
+        except StorageError as exc:
+            self.result["status"] = "error"
+            self._error(str(exc))
+            return
+        self._judge(baseline, base_entries, base_ids, run)
+
+    def _baseline_for(self, storage: Storage | None, run: _Run) -> RunInfo | None:
+        """The usable baseline, or None after saying why there is none."""
+        lookup = find_baseline(storage, self.compare or LATEST, run.fingerprint, run.machine,
+                               str(self.result["storage"]))
+        if lookup.run is not None:  # also a refused one: the report names it
+            self._baseline = lookup.run
+            self.result["baseline"] = lookup.run.summary()
+        if lookup.missing is not None:
+            self._no_baseline(lookup.missing)
+            return None
+        if lookup.refused is not None:
+            self._refuse(lookup.refused)
+            return None
+        return lookup.run
+
+    def _judge(self, baseline: RunInfo, base_entries: Sequence[Entry],
+               base_ids: Mapping[str, str], run: _Run) -> None:
+        """Compare with the baseline's entries and decide: passed, failed or refused."""
+        self.comparisons = compare_entries(base_entries, run.entries, self.thresholds,
+                                           self.alpha, baseline_meters=base_ids,
+                                           current_meters=run.meter_ids)
+        self.result["tests"] = [c.to_dict() for c in self.comparisons]
+        self.result["counts"] = count_verdicts(self.comparisons)
+        self.result["notes"] = noted_differences(baseline.machine, run.machine, baseline.meter,
+                                                 run.meter)
+        compared = with_status(self.comparisons, CompareStatus.COMPARED)
+        refused = with_status(self.comparisons, CompareStatus.NOT_COMPARABLE)
+        if refused and not compared:
+            self._refuse(f"baseline {baseline.label}: {refused[0].reason}")
+            return
+        regressed = with_verdict(compared, CompareVerdict.REGRESSED)
+        self.result["regressions"] = regressed
+        self.result["improvements"] = with_verdict(compared, CompareVerdict.IMPROVED)
+        if regressed and self.fail_enabled:
+            self.result["status"] = "failed"
+            self._exit = max(self._exit or 0, EXIT_REGRESSION)
+        else:
+            self.result["status"] = "passed"
+
+    def _no_baseline(self, why: str) -> None:
+        self._unusable("no baseline", f"no baseline to compare with: {why}; save one with "
+                       "--energy-save=NAME or --energy-autosave on this machine",
+                       "(--energy-compare-strict makes this an error)")
+
+    def _refuse(self, why: str) -> None:
+        self._unusable("refused", f"comparison refused: {why}", "(--energy-compare-strict)")
+
+    def _unusable(self, status: str, problem: str, strict_note: str) -> None:
+        """No usable baseline: an error with --energy-compare-strict, else a warning (the
+        first run on a new runner or branch must not break CI)."""
+        self.result["status"] = status
+        if self.strict:
+            self._error(f"{problem} {strict_note}")
+        else:
+            self.messages.append(f"{problem}. Passing (--energy-compare-strict makes this an "
+                                 "error)")
+
+    # ----- suggesting, saving, markdown ----------------------------------------------------------
+    def _suggest(self, storage: Storage | None, run: _Run) -> None:
+        history = self._suggestion_history(storage, run)
+        self.suggestions = suggest_budgets(run.entries, history, self.margin)
+        self.result["suggestions"] = [s.to_dict() for s in self.suggestions]
+        if self.suggest and self.suggest != PRINT_ONLY:
+            self._write(self.suggest, suggestions_file(self.suggest, self.suggestions,
+                                                       self.margin),
+                        "budget suggestions", "--energy-suggest-budgets",
+                        "energy budget suggestions written to ")
+
+    def _suggestion_history(self, storage: Storage | None, run: _Run) -> dict[str, list[Entry]]:
+        """Earlier entries of this run's measured tests on this machine, newest first."""
+        history: dict[str, list[Entry]] = {}
+        measured = [e.nodeid for e in run.entries if e.is_measured]
+        if storage is None or not measured:
+            return history
+        try:
+            pairs = storage.history(measured, fingerprint=run.fingerprint,
+                                    limit_runs=HISTORY_RUNS_FOR_SUGGESTIONS)
+        except StorageError as exc:
+            self.messages.append(f"budget suggestions use this run only: {exc}")
+            return history
+        for _stored, entry in pairs:
+            history.setdefault(entry.nodeid, []).append(entry)
+        return history
+
+    def _write(self, path: str, text: str, what: str, option: str, done: str) -> Path | None:
+        """Write an output file atomically; a failure is a gate error (exit 3)."""
+        try:
+            written = atomic_write_text(path, text)
+        except OSError as exc:
+            self._error(f"could not write the {what} to {path}: {type(exc).__name__}: {exc}; "
+                        f"check {option}")
+            return None
+        self.infos.append(f"{done}{written}")
+        return written
+
+    def _save(self, storage: Storage, run: _Run) -> None:
+        commit, dirty, branch = git_state(self.rootdir, self.environ)
+        new = NewRun(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                     fingerprint=run.fingerprint, machine=run.machine, meter=run.meter,
+                     name=self.save, commit=commit, dirty=dirty, branch=branch,
+                     plugin_version=__version__)
+        try:
+            saved = storage.save_run(new, run.entries, run.meter_ids)
+        except StorageError as exc:
+            self._error(str(exc))
+            return
+        self.result["saved"] = {"id": saved.id, "name": saved.name, "path": str(storage.path),
+                                "tests": saved.tests}
+        self.infos.append(f"energy history: saved run {saved.label} ({saved.tests} tests, "
+                          f"{saved.commit_label}) to {storage.path}")
+
+    def _write_markdown(self, entries: Sequence[Entry]) -> None:
+        assert self.markdown is not None
+        text = markdown_report(entries, dict(self.result, messages=list(self.messages)),
+                               self.extra_markdown)
+        written = self._write(self.markdown, text, "markdown report", "--energy-markdown",
+                              "energy markdown report: ")
+        if written is not None:
+            self.result["markdown"] = str(written)
+        self._append_step_summary(text)
+
+    def _append_step_summary(self, text: str) -> None:
+        """GitHub shows ``$GITHUB_STEP_SUMMARY`` on the job page: the report lands there."""
+        step_summary = self.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+        if not step_summary:
+            return
+        try:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except OSError as exc:
+            self.messages.append(f"could not append to $GITHUB_STEP_SUMMARY "
+                                 f"({step_summary}): {type(exc).__name__}: {exc}")
+        else:
+            self.infos.append("energy markdown appended to $GITHUB_STEP_SUMMARY")
+
+    # ----- text ------------------------------------------------------------------------------
+    def _summary_lines(self) -> list[str]:
+        lines: list[str] = []
+        if self.compare:
+            lines.extend(compare_lines(self.result, self._baseline, self.comparisons,
+                                       self.thresholds, self.alpha))
+        if self.suggest:
+            lines.extend(suggestion_lines(self.suggestions, self.margin, header=True))
+        lines.extend(self.infos)
+        lines.extend(f"pytest-energy: {message}" for message in self.messages)
+        return lines
+

@@ -1,0 +1,329 @@
+"""Results history: one SQLite file (stdlib ``sqlite3``) under ``--energy-storage``.
+
+Layout of the directory (default ``.energy/``)::
+
+    .energy/.gitignore        "*": the history is machine-specific, never committed
+    .energy/history.sqlite3   runs and per-test results, schema version in user_version
+
+Each *run* has its time, git commit (and whether the tree was dirty), branch, machine
+facts and their fingerprint (see :mod:`pytest_energy.history.machine`), the meters
+used and an optional name (see :mod:`pytest_energy.history.runs`). Each *result* is
+one test's :class:`~pytest_energy.entry.Entry` in its JSON form, with every trial,
+plus a few columns for queries. Nothing is pickled or evaluated: JSON in, JSON out.
+
+Why these choices:
+
+* **Schema versioned**, upgraded only with a copy kept (:mod:`.schema`).
+* **Corrupt files are left untouched**: every problem becomes a
+  :class:`StorageError` naming the file and the fix (:mod:`.sqlite`); nothing is
+  written to a file that failed to read.
+* **Two processes saving at once** (parallel CI jobs on one runner, xdist is not one:
+  only its controller saves) wait for each other: a busy timeout and ``BEGIN
+  IMMEDIATE`` transactions, so a save is all or nothing.
+* Reading never creates anything: ``pytest-energy runs`` in a fresh checkout says
+  there is no history instead of leaving an empty database behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_energy.entry import Entry
+from pytest_energy.history.runs import LATEST, NewRun, RunInfo
+from pytest_energy.history.schema import check_header, prepare
+from pytest_energy.history.sqlite import (
+    BUSY_TIMEOUT_S,
+    StorageError,
+    dumps,
+    float_or_none,
+    immediate_transaction,
+    json_object,
+    sqlite_errors,
+)
+
+__all__ = ["DB_NAME", "DEFAULT_DIR", "GITIGNORE", "Storage", "StorageError", "db_path",
+           "open_storage"]
+
+DB_NAME = "history.sqlite3"
+DEFAULT_DIR = ".energy"
+GITIGNORE = "# created by pytest-energy: results history of this machine, not for git\n*\n"
+
+# Keep IN (...) lists under SQLite's historic limit of 999 bound parameters.
+_IN_CHUNK = 500
+_GLOB_CHARACTERS = "*?["
+
+
+class Storage:
+    """An open history database. Use :func:`open_storage`; close it (or use ``with``)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, writable: bool) -> None:
+        self.path = path
+        self._db = connection
+        self.writable = writable
+
+    # ----- context management ---------------------------------------------------------
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """Turn sqlite errors into a StorageError that names this file and the fix."""
+        return sqlite_errors(self.path, doing)
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise StorageError(f"{self.path}: opened read-only")
+
+    # ----- writing ----------------------------------------------------------------------
+    def save_run(self, run: NewRun, entries: Iterable[Entry],
+                 meter_identities: Mapping[str, str] | None = None) -> RunInfo:
+        """Store a run and its entries in one transaction; return the stored run."""
+        self._check_writable()
+        entries = list(entries)
+        identities = meter_identities or {}
+        with self._errors("saving the run"), immediate_transaction(self._db):
+            cursor = self._db.execute(
+                "INSERT INTO runs (name, created, commit_sha, dirty, branch, fingerprint, "
+                "machine, meter, plugin_version, tests) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run.name, run.created, run.commit,
+                 None if run.dirty is None else int(run.dirty), run.branch,
+                 run.fingerprint, dumps(run.machine), dumps(run.meter),
+                 run.plugin_version, len(entries)))
+            run_id = int(cursor.lastrowid or 0)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO results (run_id, nodeid, outcome, meter_identity, "
+                "joules_per_call, joules_per_item, latency_ms, budget_joules, "
+                "budget_latency_ms, entry) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [_result_row(run_id, entry, identities.get(entry.nodeid))
+                 for entry in entries])
+        info = self.run(str(run_id))
+        assert info is not None
+        return info
+
+    def delete_runs(self, run_ids: Iterable[int]) -> int:
+        """Delete runs and their results in one transaction; return how many went."""
+        self._check_writable()
+        ids = sorted({int(i) for i in run_ids})
+        deleted = 0
+        with self._errors("deleting runs"), immediate_transaction(self._db):
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start:start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM results WHERE run_id IN ({marks})", chunk)
+                cursor = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+                deleted += cursor.rowcount
+        return deleted
+
+    # ----- reading ----------------------------------------------------------------------
+    def runs(self, *, fingerprint: str | None = None, name: str | None = None,
+             limit: int | None = None) -> list[RunInfo]:
+        """Stored runs, newest first, optionally of one machine or with one name."""
+        where, params = _where(("fingerprint = ?", fingerprint), ("name = ?", name))
+        sql = "SELECT * FROM runs" + where + " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._errors("reading the runs"):
+            rows = self._db.execute(sql, params).fetchall()
+            return [_run_info(row) for row in rows]
+
+    def run(self, ref: str, *, fingerprint: str | None = None) -> RunInfo | None:
+        """The run ``ref`` names (see :func:`~pytest_energy.history.runs.parse_run_ref`);
+        None when there is none.
+
+        ``latest`` and names pick the newest matching run, on ``fingerprint``'s machine
+        when given; ids are exact.
+        """
+        if ref.isdigit():
+            with self._errors("reading a run"):
+                row = self._db.execute("SELECT * FROM runs WHERE id = ?", (int(ref),)).fetchone()
+            return None if row is None else _run_info(row)
+        found = self.runs(fingerprint=fingerprint, name=None if ref == LATEST else ref,
+                          limit=1)
+        return found[0] if found else None
+
+    def entries_json(self, run_id: int) -> list[dict[str, Any]]:
+        """The stored entries of a run as saved (JSON objects), in the order they were
+        saved: what ``pytest-energy export`` and ``show --json`` print, unchanged."""
+        with self._errors("reading results"):
+            rows = self._db.execute(
+                "SELECT entry FROM results WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            return [_json_entry(row[0], self.path) for row in rows]
+
+    def entries(self, run_id: int) -> list[Entry]:
+        """The stored entries of a run, in the order they were saved."""
+        return [_entry(data, self.path) for data in self.entries_json(run_id)]
+
+    def meter_identities(self, run_id: int) -> dict[str, str]:
+        """nodeid -> meter identity of each test of a run (see ``meter_identity``)."""
+        with self._errors("reading results"):
+            rows = self._db.execute(
+                "SELECT nodeid, meter_identity FROM results WHERE run_id = ?",
+                (run_id,)).fetchall()
+        return {row[0]: row[1] for row in rows if row[1] is not None}
+
+    def history(self, nodeids: Iterable[str] | None = None, *, pattern: str | None = None,
+                fingerprint: str | None = None, limit_runs: int | None = None
+                ) -> list[tuple[RunInfo, Entry]]:
+        """(run, entry) pairs, newest run first per test, for some tests.
+
+        Select tests by exact ``nodeids`` or a ``pattern`` (SQL GLOB when it has
+        ``*?[``, else a substring). ``limit_runs`` keeps the newest runs per test.
+        """
+        if nodeids is None:
+            return self._history(None, pattern, fingerprint, limit_runs)
+        ids = list(dict.fromkeys(nodeids))
+        out: list[tuple[RunInfo, Entry]] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            out.extend(self._history(ids[start:start + _IN_CHUNK], pattern, fingerprint,
+                                     limit_runs))
+        return out
+
+    def _history(self, ids: list[str] | None, pattern: str | None, fingerprint: str | None,
+                 limit_runs: int | None) -> list[tuple[RunInfo, Entry]]:
+        sql, params = _history_query(ids, pattern, fingerprint)
+        out: list[tuple[RunInfo, Entry]] = []
+        seen: dict[str, int] = {}
+        with self._errors("reading the history"):
+            for row in self._db.execute(sql, params):
+                nodeid = row["result_nodeid"]
+                seen[nodeid] = seen.get(nodeid, 0) + 1
+                if limit_runs is not None and seen[nodeid] > limit_runs:
+                    continue  # not even parsed: long histories stay cheap
+                out.append((_run_info(row), _entry(_json_entry(row["entry"], self.path),
+                                                   self.path)))
+        return out
+
+
+def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` for the clauses whose parameter is not None, and the parameters."""
+    used = [(clause, param) for clause, param in clauses if param is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in used), [p for _, p in used]
+
+
+def _history_query(ids: list[str] | None, pattern: str | None, fingerprint: str | None
+                   ) -> tuple[str, list[Any]]:
+    """The SELECT behind :meth:`Storage.history`, newest run first."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if ids is not None:
+        clauses.append(f"results.nodeid IN ({','.join('?' * len(ids))})")
+        params.extend(ids)
+    if pattern is not None:
+        glob = any(c in pattern for c in _GLOB_CHARACTERS)
+        clauses.append("results.nodeid GLOB ?" if glob else "instr(results.nodeid, ?) > 0")
+        params.append(pattern)
+    if fingerprint is not None:
+        clauses.append("runs.fingerprint = ?")
+        params.append(fingerprint)
+    sql = ("SELECT runs.*, results.nodeid AS result_nodeid, results.entry FROM results "
+           "JOIN runs ON runs.id = results.run_id"
+           + (" WHERE " + " AND ".join(clauses) if clauses else "")
+           + " ORDER BY runs.id DESC, results.rowid")
+    return sql, params
+
+
+def _result_row(run_id: int, entry: Entry, identity: str | None) -> tuple[Any, ...]:
+    data = entry.to_json()
+    return (run_id, entry.nodeid, data.get("outcome"), identity,
+            float_or_none(entry.joules_per_call), float_or_none(entry.joules_per_item),
+            float_or_none(entry.latency("median")), float_or_none(entry.budget.joules),
+            float_or_none(entry.budget.latency_ms), dumps(data))
+
+
+def _json_entry(text: str, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{path}: a stored result is not valid JSON ({exc}); the file is "
+                           "damaged: move it away to start a new history") from None
+    if not isinstance(value, dict):
+        raise StorageError(f"{path}: a stored result is not a JSON object; the file is damaged")
+    return value
+
+
+def _entry(data: Mapping[str, Any], path: Path) -> Entry:
+    try:
+        return Entry.from_json(data)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise StorageError(f"{path}: a stored result is not a test entry ({exc}); the file "
+                           "is damaged: move it away to start a new history") from None
+
+
+def _run_info(row: sqlite3.Row) -> RunInfo:
+    return RunInfo(id=row["id"], name=row["name"], created=row["created"],
+                   commit=row["commit_sha"],
+                   dirty=None if row["dirty"] is None else bool(row["dirty"]),
+                   branch=row["branch"], fingerprint=row["fingerprint"],
+                   machine=json_object(row["machine"]), meter=json_object(row["meter"]),
+                   plugin_version=row["plugin_version"], tests=row["tests"])
+
+
+def db_path(directory: str | Path) -> Path:
+    """Where the history database of a storage directory lives."""
+    return Path(directory) / DB_NAME
+
+
+def open_storage(directory: str | Path, *, create: bool) -> Storage | None:
+    """Open the history under ``directory``.
+
+    With ``create`` (saving), missing directories, the ``.gitignore`` and the schema
+    are created. Without it (comparing, the CLI), a missing database returns None and
+    nothing is created. Raises StorageError for an unreadable, foreign, newer or
+    not-upgradable file, leaving the file untouched.
+    """
+    path = db_path(directory)
+    if path.exists():
+        check_header(path)
+    elif not create:
+        return None
+    else:
+        _make_directory(path.parent)
+    storage = Storage(path, _connect(path, create=create), writable=create)
+    try:
+        prepare(path, storage._db, create=create)
+    except BaseException:
+        storage.close()
+        raise
+    return storage
+
+
+def _make_directory(directory: Path) -> None:
+    """The storage directory and its ``.gitignore`` (an existing one is left alone)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        gitignore = directory / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(GITIGNORE, encoding="utf-8")
+    except OSError as exc:
+        raise StorageError(f"cannot create the history directory {directory}: "
+                           f"{exc.strerror or exc}; check --energy-storage") from None
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    """Read-write when saving; read-only (a URI, so nothing is created) otherwise."""
+    try:
+        if create:
+            connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S,
+                                         isolation_level=None)
+        else:
+            connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the history database: {exc}; check the "
+                           "permissions or point --energy-storage elsewhere") from None
+    connection.row_factory = sqlite3.Row
+    return connection
+

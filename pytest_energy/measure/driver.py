@@ -1,0 +1,222 @@
+"""The driver: runs measured code under the test's plan and fills its result.
+
+The measuring loop is the hot path of the plugin: per call it takes two clock
+readings and (for GPU meters) one device sync, nothing else. Meter reads happen only
+at window boundaries. Exceptions from the measured code propagate unchanged; meter
+failures become :class:`~pytest_energy.meters.base.MeterError` with the cause.
+
+The driver holds the device lock, runs the warm-up and the settle stage, then hands
+the code to the first plan that can measure it (:class:`MeasurementPlan`): the
+phase-aligned plan for coarse stepped counters, plain windows otherwise or when the
+counter's steps cannot be found. It never branches on the plan itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from pytest_energy.measure.aligned import ALIGNED_MIN_PERIOD_S, AlignedWindows
+from pytest_energy.measure.reader import MeterReader, combined_sync
+from pytest_energy.measure.results import EnergyResult, Measured, Trial
+from pytest_energy.measure.settle import settle
+from pytest_energy.measure.windows import (
+    AutoWindows,
+    FixedWindows,
+    add_window,
+    default_max_time,
+    make_plan,
+)
+from pytest_energy.meters.base import Meter, capabilities
+from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S
+from pytest_energy.meters.locks import exclusive, lock_keys
+
+# Idle power per meter, measured once per session (meters live for the session).
+_IDLE_WATTS: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+IDLE_UPDATES = 10
+IDLE_MIN_S, IDLE_MAX_S = 0.05, 1.0
+
+
+class MeasurementPlan(Protocol):
+    """One way to lay out a test's measured windows."""
+
+    def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured | None:
+        """Run the windows, adding one trial per window to ``result``; ``None`` when
+        this plan cannot measure with this meter (the next plan runs)."""
+        ...
+
+
+class Measurer:
+    """Measures callables or blocks with one meter, for one test."""
+
+    def __init__(self, meter: Meter, *, device: str, meter_note: str | None = None,
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+                 sync: Callable[[], Any] | None = None, idle_baseline: bool = False,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None, settle_max_s: float = 0.0) -> None:
+        self.meter = meter
+        self._caps = capabilities(meter)
+        self.device = device
+        self.meter_note = meter_note
+        self._reader = MeterReader(meter, read_timeout_s=read_timeout_s, clock=clock,
+                                   sync=combined_sync(self._caps.sync, sync),
+                                   max_watts=self._caps.max_plausible_watts)
+        self._lock_keys = lock_keys(meter, device) if isolate else []
+        self._idle_baseline = idle_baseline and not meter.estimated
+        # warm-up until power stops rising: hardware meters only (a model has no ramp)
+        self._settle_max_s = settle_max_s if not meter.estimated else 0.0
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # Counters that step at a coarse period (NVML's total energy) get the
+        # phase-aligned plan; meters opt in with ``stepped_counter = True``.
+        self._stepped = self._caps.stepped_counter and (
+            meter.update_period_s >= ALIGNED_MIN_PERIOD_S)
+
+    def new_result(self, items_per_call: float | None = None) -> EnergyResult:
+        return EnergyResult(
+            meter=str(self.meter.name),
+            estimated=bool(self.meter.estimated),
+            domains=list(self.meter.domains()),
+            device=self.device,
+            items_per_call=items_per_call,
+            update_period_s=float(self.meter.update_period_s),
+            meter_note=self.meter_note,
+            power_limit_w=self._power_limits(),
+        )
+
+    def _power_limits(self) -> dict[str, float | None] | None:
+        """The meter's power limits, read once per result (``None`` when undeclared)."""
+        limits = self._caps.power_limits_w
+        if limits is None:
+            return None
+        try:
+            return {str(d): None if w is None else float(w) for d, w in limits().items()}
+        except Exception:  # a diagnostic must not break a measurement
+            return None
+
+    def read(self) -> dict[str, float]:
+        """Read the meter, turning any failure or nonsense into a MeterError."""
+        return self._reader.read()
+
+    # ----- running ------------------------------------------------------------------
+    def run(self, fn: Callable[[], Any], *, warmup: int, rounds: int | None, trials: int,
+            max_time_s: float | None, items_per_call: float | None = None,
+            result: EnergyResult | None = None) -> tuple[Any, EnergyResult]:
+        """Run ``fn`` ``warmup`` + measured times; return its last value and the result.
+
+        Explicit ``rounds`` are split over the trials, never exceeding them. With
+        ``rounds=None`` (auto) the plan sizes the windows while measuring (see
+        :mod:`pytest_energy.measure.windows`). The result object is filled as trials
+        complete, so a caller holding it sees partial data if the code or the meter
+        fails midway.
+        """
+        result = result if result is not None else self.new_result(items_per_call)
+        cover = max_time_s is None  # the default may stretch to cover the sensor
+        if max_time_s is None:
+            max_time_s = default_max_time(self.meter.update_period_s)
+        with self._isolated(result):
+            self._prepare(result)
+            value = self._warm_up(fn, warmup, result)
+            if rounds is None and self._settle_max_s > 0:
+                value = settle(fn, self._reader, result, max_s=self._settle_max_s,
+                               stepped=self._stepped)
+            for plan in self._plans(warmup=warmup, rounds=rounds, trials=trials,
+                                    max_time_s=max_time_s, cover=cover):
+                measured = plan.measure(fn, result)
+                if measured is not None:
+                    return measured.value, result
+        return value, result  # no plan measured (the last one always does)
+
+    def _plans(self, *, warmup: int, rounds: int | None, trials: int, max_time_s: float,
+               cover: bool) -> list[MeasurementPlan]:
+        """The plans to try, in order: explicit rounds get fixed windows; auto rounds
+        get the phase-aligned plan on a stepped counter, then auto-sized windows."""
+        if rounds is not None:
+            return [FixedWindows(self._reader, make_plan(warmup=warmup, rounds=rounds,
+                                                         trials=trials))]
+        auto = AutoWindows(self._reader, trials=trials, max_time_s=max_time_s)
+        if not self._stepped:
+            return [auto]
+        aligned = AlignedWindows(self._reader, max_time_s=max_time_s, cover=cover,
+                                 sensor_window_s=self._caps.sensor_window_s,
+                                 sleep=self._sleep, rng=self._rng)
+        return [aligned, auto]
+
+    def _warm_up(self, fn: Callable[[], Any], warmup: int, result: EnergyResult) -> Any:
+        value: Any = None
+        for _ in range(warmup):
+            value = fn()
+            self._reader.synced()
+            result.warmup_calls += 1
+        return value
+
+    @contextmanager
+    def _isolated(self, result: EnergyResult) -> Iterator[None]:
+        """Hold the device locks (see :mod:`pytest_energy.meters.locks`); note any wait."""
+        if not self._lock_keys:
+            yield
+            return
+        with exclusive(self._lock_keys) as info:
+            result.lock_wait_s += info["waited_s"]
+            yield
+
+    def _prepare(self, result: EnergyResult) -> None:
+        """Before measuring (under the device lock): the device's conditions (other
+        processes, MIG, module-scope readings) and, once per session, its idle power."""
+        conditions = self._caps.conditions
+        if conditions is not None:
+            try:
+                found = [str(c) for c in conditions()]
+            except Exception as exc:  # diagnostics must not break a measurement
+                found = [f"unknown: could not check device conditions: {exc}"]
+            result.conditions.extend(c for c in found if c not in result.conditions)
+        if self._idle_baseline:
+            result.idle_watts = self.idle_watts()
+
+    def idle_watts(self) -> dict[str, float]:
+        """Idle power per domain, measured once per meter per session with nothing
+        running in this process, over ``IDLE_UPDATES`` counter updates (within
+        ``IDLE_MIN_S`` and ``IDLE_MAX_S``): the baseline of the dynamic energy."""
+        known = _IDLE_WATTS.get(self.meter)
+        if known is not None:
+            return known
+        reader = self._reader
+        duration = min(IDLE_MAX_S, max(IDLE_MIN_S, IDLE_UPDATES * self.meter.update_period_s))
+        reader.synced()
+        before = reader.read()
+        start = reader.clock()
+        time.sleep(duration)
+        after = reader.read()
+        seconds = (reader.clock() - start) / 1e9
+        watts = {d: j / seconds for d, j in reader.deltas(before, after, seconds).items()}
+        with contextlib.suppress(TypeError):  # meters that cannot be weakly referenced
+            _IDLE_WATTS[self.meter] = watts
+        return watts
+
+    # ----- a with-block ---------------------------------------------------------------
+    @contextmanager
+    def block(self, result: EnergyResult, items: float | None = None) -> Iterator[None]:
+        """Measure the body of a ``with`` block once, as one trial of one call."""
+        with self._isolated(result):
+            self._prepare(result)
+            yield from self._block(result, items)
+
+    def _block(self, result: EnergyResult, items: float | None) -> Iterator[None]:
+        reader = self._reader
+        reader.synced()
+        before = reader.read()
+        start = reader.clock()
+        yield
+        reader.synced()
+        elapsed = reader.clock() - start
+        after = reader.read()
+        trial = Trial(calls=1, window_s=elapsed / 1e9,
+                      joules=reader.deltas(before, after, elapsed / 1e9),
+                      latencies_ns=[elapsed], items=items)
+        add_window(result, trial, reader)

@@ -1,0 +1,233 @@
+"""Per-plan statistics: how the trials of a result become per-call energy.
+
+The two plans read their windows differently. Plain windows each hold whole calls, so
+a window's energy / calls is an estimate and the median over windows is robust. The
+phase-aligned plan's windows are aliased by design (each samples one phase of the
+calls); only their pool over whole phase sets is an estimate, as mean power over the
+counted steps times the mean call duration. Each plan therefore has one strategy here
+that computes every statistic of a result at once (:class:`EnergyStats`), and
+:class:`~pytest_energy.measure.results.EnergyResult` never branches on the plan.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from pytest_energy.entry import Plan
+from pytest_energy.measure.antialias import complete_sets, in_complete_sets
+
+if TYPE_CHECKING:
+    from pytest_energy.measure.results import EnergyResult, Trial
+
+SET_VALUES_FROM = 5
+"""Phase-aligned results report one value per whole phase set from this many sets on,
+else one per window: a regression test needs several values, and three sets can never
+be significant."""
+
+
+@dataclass(frozen=True)
+class EnergyStats:
+    """Every energy statistic of a valid result, computed once by its plan's strategy.
+
+    ``values``: the per-call energy of each trial (or phase set) the spread and the
+    regression tests use; ``idle_values``: the idle energy per call behind each of them
+    (zero without an idle baseline).
+    """
+
+    values: list[float]
+    idle_values: list[float]
+    joules_per_call: float
+    joules_per_item: float | None
+    dynamic_joules_per_call: float | None
+    spread: dict[str, float | None]
+    by_domain: dict[str, float]
+    watts: float | None
+
+
+class PlanStatistics(Protocol):
+    """How one plan turns a result's trials into statistics."""
+
+    def usable(self, result: EnergyResult) -> list[Trial]:
+        """The trials the estimate rests on (none: the result has no estimate)."""
+        ...
+
+    def compute(self, result: EnergyResult) -> EnergyStats:
+        """The statistics of a valid result."""
+        ...
+
+    def halves_disagreement(self, result: EnergyResult) -> float | None:
+        """The accuracy check of plans whose windows differ by design (else ``None``)."""
+        ...
+
+
+def _idle_watts(result: EnergyResult) -> float:
+    return sum((result.idle_watts or {}).get(d, 0.0) for d in result.domains)
+
+
+def _spread(values: Sequence[float]) -> dict[str, float | None]:
+    mean = statistics.fmean(values)
+    cv: float | None = (statistics.stdev(values) / mean
+                        if len(values) > 1 and mean > 0 else None)
+    return {"min": min(values), "max": max(values), "cv": cv}
+
+
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    """``numerator / denominator``, ``None`` when the denominator is missing or zero."""
+    return numerator / denominator if denominator else None
+
+
+def _dynamic_median(result: EnergyResult, values: list[float],
+                    idle_values: list[float]) -> float | None:
+    if result.idle_watts is None:
+        return None
+    return statistics.median([v - i for v, i in zip(values, idle_values, strict=True)])
+
+
+def _phase_sets(trials: Sequence[Trial]) -> list[tuple[int | None, int]]:
+    return [t.phase_set or (None, 1) for t in trials]
+
+
+class WindowStatistics:
+    """Plain windows: the median over windows of window energy / calls."""
+
+    def usable(self, result: EnergyResult) -> list[Trial]:
+        return list(result.trials)
+
+    def compute(self, result: EnergyResult) -> EnergyStats:
+        counted = [t for t in result.trials if t.calls > 0]
+        values = [t.joules_per_call for t in counted]
+        idle = _idle_watts(result)
+        idle_values = [idle * t.window_s / t.calls for t in counted]
+        seconds = sum(t.window_s for t in result.trials)
+        return EnergyStats(
+            values=values, idle_values=idle_values,
+            joules_per_call=statistics.median(values),
+            joules_per_item=self._per_item(result),
+            dynamic_joules_per_call=_dynamic_median(result, values, idle_values),
+            spread=_spread(values),
+            by_domain={domain: statistics.median(t.joules.get(domain, 0.0) / t.calls
+                                                 for t in result.trials)
+                       for domain in result.domains},
+            watts=_ratio(sum(t.total_joules for t in result.trials), seconds),
+        )
+
+    @staticmethod
+    def _per_item(result: EnergyResult) -> float | None:
+        """Median over windows of window energy / items in the window (``None`` when a
+        window's items are unknown)."""
+        per_item = []
+        for trial in result.trials:
+            items = trial.items if trial.items is not None else (
+                result.items_per_call * trial.calls if result.items_per_call else None)
+            if not items:
+                return None
+            per_item.append(trial.total_joules / items)
+        return statistics.median(per_item)
+
+    def halves_disagreement(self, result: EnergyResult) -> float | None:
+        return None
+
+
+class AlignedStatistics:
+    """Phase-aligned windows, pooled: the calls' mean power over every counted step
+    (each sensor sample weighs the same) times the mean call duration, over the windows
+    of whole phase sets (a median of aliased windows would not cancel the aliasing)."""
+
+    def usable(self, result: EnergyResult) -> list[Trial]:
+        """The windows that counted a step, from whole phase sets only (see
+        :func:`~pytest_energy.measure.antialias.in_complete_sets`)."""
+        keep = in_complete_sets(_phase_sets(result.trials))
+        return [t for t, kept in zip(result.trials, keep, strict=True)
+                if kept and t.calls > 0 and t.counted_steps]
+
+    @staticmethod
+    def _sets(trials: Sequence[Trial]) -> list[list[Trial]]:
+        """The pooled windows grouped by phase set (one group per window without a set)."""
+        groups: dict[object, list[Trial]] = {}
+        for index, trial in enumerate(trials):
+            key: object = trial.phase_set[0] if trial.phase_set else ("window", index)
+            groups.setdefault(key, []).append(trial)
+        return list(groups.values())
+
+    @staticmethod
+    def _pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
+        assert result.step_period_s is not None
+        steps = sum(t.counted_steps or 0 for t in trials)
+        busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
+        calls = sum(t.calls for t in trials)
+        return sum(t.total_joules for t in trials) / (steps * result.step_period_s) * busy / calls
+
+    @staticmethod
+    def _idle_per_call(idle: float, trials: Sequence[Trial]) -> float:
+        """Idle energy of one call: the estimate covers the calls' busy time only."""
+        seconds = sum(sum(t.latencies_ns) for t in trials) / 1e9
+        return idle * seconds / sum(t.calls for t in trials)
+
+    def compute(self, result: EnergyResult) -> EnergyStats:
+        trials = self.usable(result)
+        groups = self._groups(trials)
+        idle = _idle_watts(result)
+        per_call = self._pooled(result, trials)
+        values = [self._pooled(result, group) for group in groups]
+        energy = sum(t.total_joules for t in trials)
+        steps = sum(t.counted_steps or 0 for t in trials)
+        return EnergyStats(
+            values=values,
+            idle_values=[self._idle_per_call(idle, group) for group in groups],
+            joules_per_call=per_call,
+            joules_per_item=_ratio(per_call, result.items_per_call),
+            dynamic_joules_per_call=(None if result.idle_watts is None else
+                                     per_call - self._idle_per_call(idle, trials)),
+            spread=self._spread(result, values),
+            by_domain=self._by_domain(result, trials, per_call, energy),
+            watts=(_ratio(energy, steps * result.step_period_s)
+                   if result.step_period_s is not None else None),
+        )
+
+    def _groups(self, trials: list[Trial]) -> list[list[Trial]]:
+        """The trials behind each value: one value per whole set when there are enough
+        (each samples every part of the calls), else one per window (aliased by design:
+        wider, but several values)."""
+        sets = self._sets(trials)
+        return sets if len(sets) >= SET_VALUES_FROM else [[t] for t in trials]
+
+    def _spread(self, result: EnergyResult, values: list[float]) -> dict[str, float | None]:
+        """The windows differ by design: the CV judges whole sets (``None`` for one),
+        unless no set is whole (partial coverage): then the windows' own spread shows
+        structure the partial set may have misjudged."""
+        spread = _spread(values)
+        partial = any(t.phase_set for t in result.trials) and not complete_sets(
+            _phase_sets(result.trials))
+        if not partial:
+            spread["cv"] = self.halves_disagreement(result)
+        return spread
+
+    @staticmethod
+    def _by_domain(result: EnergyResult, trials: list[Trial], per_call: float,
+                   energy: float) -> dict[str, float]:
+        """The pooled estimate, split by each domain's share of the energy."""
+        return {d: per_call * sum(t.joules.get(d, 0.0) for t in trials) / energy
+                if energy > 0 else 0.0 for d in result.domains}
+
+    def halves_disagreement(self, result: EnergyResult) -> float | None:
+        """Relative difference of the pooled estimates over even- and odd-numbered
+        whole phase sets: the windows differ by design, so their CV says nothing; a set
+        samples every part of the calls, so two sets should agree. ``None`` with fewer
+        than two sets."""
+        sets = self._sets(self.usable(result))
+        if len(sets) < 2:
+            return None
+        even = [t for group in sets[0::2] for t in group]
+        odd = [t for group in sets[1::2] for t in group]
+        first, second = self._pooled(result, even), self._pooled(result, odd)
+        mean = (first + second) / 2
+        return abs(first - second) / mean if mean > 0 else None
+
+
+STATISTICS: dict[Plan, PlanStatistics] = {
+    Plan.WINDOWS: WindowStatistics(),
+    Plan.PHASE_ALIGNED: AlignedStatistics(),
+}

@@ -1,0 +1,142 @@
+"""The end of a run: decide the ratings once, then show them everywhere.
+
+Ratings depend on the run's groups, which are known only when every test has
+reported; so they are decided here, once, and the rated entries feed every output:
+the per-test "energy" sections (re-rendered), junitxml, the summary, the JSON report,
+the history and the gate, and markdown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_energy.entry import Entry
+from pytest_energy.meters.loader import merge_descriptions
+from pytest_energy.report.details import details_section
+from pytest_energy.report.jsonreport import build_report, machine_info, write_report
+from pytest_energy.report.junit import add_suite_properties, set_test_ratings
+from pytest_energy.report.summary import meter_lines, render_summary
+from pytest_energy.rightsizing import (
+    RightsizingOptions,
+    apply_ratings,
+    carbon_cost,
+    hints,
+    markdown_sections,
+    render_carbon,
+    render_rightsizing,
+    rightsizing_tables,
+    summary_columns,
+    summary_lines,
+)
+
+if TYPE_CHECKING:
+    from pytest_energy.session import EnergySession
+
+SECTION = "energy"
+
+
+class RunReport:
+    """The rated entries of one run and everything rendered from them."""
+
+    def __init__(self, session: EnergySession) -> None:
+        self.session = session
+        self.options = RightsizingOptions(**session.rightsizing_values)
+        self.entries: list[Entry] = apply_ratings(list(session.entries.values()), self.options)
+        session.entries = {entry.nodeid: entry for entry in self.entries}
+        self.tables = rightsizing_tables(self.entries, self.options)
+        self.carbon = carbon_cost(self.entries, self.options)
+        self.hints = hints(self.entries, self.tables, self.options)
+        self.json_written: str | None = None
+        self._show_final_ratings()
+
+    def _show_final_ratings(self) -> None:
+        """The details sections and junitxml's energy_rating were written per test,
+        before the groups were known: bring them to the decided rating."""
+        for nodeid, report in self.session.reports.items():
+            entry = self.session.entries.get(nodeid)
+            if entry is not None:
+                report.sections = [(name, details_section(entry) if name == SECTION else text)
+                                   for name, text in report.sections]
+        set_test_ratings(self.session.junit_reporters, self.session.entries)
+
+    def meters_described(self) -> dict[str, Any]:
+        """This process's meters merged with those the xdist workers reported."""
+        own = [self.session.described] if self.session.described is not None else []
+        return merge_descriptions(self.session.config.meter, own + self.session.worker_meters)
+
+    def finish(self, session: pytest.Session) -> None:
+        """The gate (history, compare, markdown) and the JSON report."""
+        meter = self.meters_described()
+        compare = None
+        gate = self.session.gate
+        if gate is not None:
+            gate.extra_markdown = markdown_sections(self.tables, self.carbon, self.hints)
+            compare = gate.finish(self.entries, meter, machine_info())
+            add_suite_properties(session.config, compare)
+            code = gate.exit_status()
+            if code is not None and session.exitstatus == 0:
+                session.exitstatus = code
+        if self.session.config.json_path:
+            self._write_json(session, meter, compare)
+
+    def _write_json(self, session: pytest.Session, meter: dict[str, Any],
+                    compare: dict[str, Any] | None) -> None:
+        path = self.session.config.json_path
+        assert path is not None
+        try:
+            report = build_report(self.entries, meter)
+            report.update({"rightsizing": self.tables, "carbon_cost": self.carbon,
+                           "hints": self.hints})
+            if compare is not None:
+                report["compare"] = compare
+            self.json_written = str(write_report(path, report))
+        except (OSError, ValueError, TypeError) as exc:
+            self.session.report_errors.append(
+                f"could not write the JSON report to {path}: {type(exc).__name__}: {exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    # ----- the terminal -------------------------------------------------------------------
+    def print_summary(self, terminal: Any) -> None:
+        summary = bool(self.entries) and self.session.config.summary
+        if summary:
+            self._print_tables(terminal)
+        if self.entries and self.options.hints and self.hints:
+            _section(terminal, "energy hints", "\n".join(f"- {hint}" for hint in self.hints))
+        if self.json_written:
+            terminal.write_line(f"energy JSON report: {self.json_written}")
+        self._print_gate(terminal, summary)
+        for error in self.session.report_errors:
+            terminal.write_line(f"pytest-energy: {error}", red=True)
+
+    def _print_gate(self, terminal: Any, after_summary: bool) -> None:
+        gate = self.session.gate
+        gate_lines = gate.summary_lines() if gate is not None else []
+        if gate_lines and not after_summary:
+            terminal.section("energy regression gate")
+        for line in gate_lines:
+            terminal.write_line(line, red=line.startswith(
+                ("energy compare FAILED", "pytest-energy:")))
+
+    def _print_tables(self, terminal: Any) -> None:
+        encoding = getattr(getattr(terminal, "_tw", None), "encoding", None)
+        terminal.section("energy summary")
+        extra = summary_columns(self.entries, None)  # carbon/cost get their own table
+        lines = [*meter_lines(self.meters_described()),
+                 *render_summary(self.entries, encoding, extra).splitlines(),
+                 # carbon=None: the whole-run total is printed under the carbon table
+                 *summary_lines(self.entries, None, self.options)]
+        for line in lines:
+            terminal.write_line(line)
+        text = render_rightsizing(self.tables, self.options, encoding)
+        if text:
+            _section(terminal, "energy right-sizing", text)
+        if self.carbon is not None:
+            _section(terminal, "energy carbon and cost", render_carbon(self.carbon, encoding))
+
+
+def _section(terminal: Any, title: str, text: str) -> None:
+    terminal.section(title)
+    for line in text.splitlines():
+        terminal.write_line(line)

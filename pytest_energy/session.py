@@ -1,0 +1,154 @@
+"""The session object: what the plugin keeps between tests, and its session hooks.
+
+It is registered on every run with the plugin enabled, so it imports only cheap
+modules; the end-of-run work (ratings, reports, the gate) lives in
+:mod:`pytest_energy.report.finish` and is imported only when there is something to
+report. On the pytest-xdist controller it receives every worker's entries with the
+reports; it alone prints the summary and writes the reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _pytest.junitxml import xml_key  # junitxml's writer, when --junitxml is on
+
+from pytest_energy.entry import Entry, Outcome, Verdict
+from pytest_energy.options import MARKER_NAME, SessionConfig
+
+if TYPE_CHECKING:
+    from pytest_energy.history.gate import RegressionGate
+    from pytest_energy.meters.loader import MeterPool
+    from pytest_energy.report.finish import RunReport
+    from pytest_energy.state import ItemState  # noqa: F401 (named in ITEM_STATE below)
+
+FIXTURE_NAME = "energy"
+STATUS_LETTER = "J"
+ENTRY_ATTRIBUTE = "energy"  # the TestReport attribute carrying the entry's JSON form
+ITEM_STATE = pytest.StashKey["ItemState"]()
+SESSION = pytest.StashKey["EnergySession"]()
+
+
+def wants_energy(item: pytest.Item, session: EnergySession) -> bool:
+    """Whether a test is measured: marked, using the fixture, or ``--energy-all``."""
+    return (session.config.measure_all or item.get_closest_marker(MARKER_NAME) is not None
+            or FIXTURE_NAME in getattr(item, "fixturenames", ()))
+
+
+def outcome_of(report: pytest.TestReport) -> Outcome:
+    """passed / failed / error / skipped / xfailed / xpassed, as the JSON report spells it."""
+    if hasattr(report, "wasxfail"):
+        return Outcome.XFAILED if report.skipped else Outcome.XPASSED
+    if report.when != "call" and report.failed:
+        return Outcome.ERROR
+    return Outcome(report.outcome)
+
+
+class EnergySession:
+    """Session-level state and hooks, registered in ``pytest_configure``."""
+
+    def __init__(self, config: SessionConfig, is_worker: bool,
+                 rightsizing_values: dict[str, Any] | None = None,
+                 gate: RegressionGate | None = None) -> None:
+        self.config = config
+        self.is_worker = is_worker
+        self.rightsizing_values = rightsizing_values or {}
+        self.gate = gate
+        self.entries: dict[str, Entry] = {}
+        # call reports whose "energy" section shows the rating (re-rendered once rated)
+        self.reports: dict[str, pytest.TestReport] = {}
+        self.junit_reporters: dict[str, Any] = {}  # nodeid -> junitxml's node reporter
+        self.report_errors: list[str] = []
+        self.pool: MeterPool | None = None  # meters, created by the first measured test
+        self.cleanups: list[Callable[[], object]] = []  # run after the meters are closed
+        self.worker_meters: list[dict[str, Any]] = []  # pool descriptions from xdist workers
+        self.described: dict[str, Any] | None = None
+        self.run_report: RunReport | None = None
+        self.pytest_config: pytest.Config | None = None
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        """A status letter of its own for over-budget failures (also on the xdist
+        controller, which runs no tests itself)."""
+        data = getattr(report, ENTRY_ATTRIBUTE, None)
+        if report.when == "call" and report.failed and data and data.get("verdict") == (
+                Verdict.OVER_BUDGET.value) and not hasattr(report, "wasxfail"):
+            return "failed", STATUS_LETTER, ("OVER BUDGET", {"red": True})
+        return None
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml finalizes the test's XML
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, ENTRY_ATTRIBUTE, None)
+        if data is not None:
+            entry = Entry.from_json(data).replace(outcome=outcome_of(report))
+            self.entries[report.nodeid] = entry
+            if any(name == ENTRY_ATTRIBUTE for name, _ in report.sections):
+                self.reports[report.nodeid] = report
+        elif report.when == "teardown" and report.failed and report.nodeid in self.entries:
+            self.entries[report.nodeid] = self.entries[report.nodeid].replace(
+                outcome=Outcome.ERROR)
+        if report.when == "teardown" and report.nodeid in self.entries:
+            self._keep_junit_reporter(report)
+
+    def _keep_junit_reporter(self, report: pytest.TestReport) -> None:
+        """Remember junitxml's reporter of a measured test, so its energy_rating can be
+        set to the run's final rating once the groups are known."""
+        xml = None if self.pytest_config is None else self.pytest_config.stash.get(xml_key, None)
+        if xml is not None:
+            # a junitxml without this API: the rating stays as recorded
+            with contextlib.suppress(Exception):
+                self.junit_reporters[report.nodeid] = xml.node_reporter(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: a worker finished; keep its meters' fingerprints."""
+        described = getattr(node, "workeroutput", {}).get("pytest_energy_meters")
+        if described:
+            self.worker_meters.append(described)
+
+    def _run_report(self) -> RunReport | None:
+        """Ratings, tables and reports of the run: built once, on the controller, and
+        only when there is something to report (so a run that measures nothing never
+        imports the reporting code)."""
+        if self.run_report is None and not self.is_worker and (
+                self.entries or self.gate is not None or self.config.json_path):
+            from pytest_energy.report.finish import RunReport  # the end-of-run seam
+
+            self.run_report = RunReport(self)
+        return self.run_report
+
+    # first: the JSON, the compare and the junitxml properties must be ready before
+    # other plugins' sessionfinish (junitxml writes its file there)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.pool is not None:
+            self.described = self.pool.describe()  # before closing the meters
+            self.report_errors.extend(self.pool.close())
+            for cleanup in self.cleanups:
+                cleanup()
+            workeroutput = getattr(session.config, "workeroutput", None)
+            if workeroutput is not None:  # xdist worker: send fingerprints to the controller
+                workeroutput["pytest_energy_meters"] = self.described
+        try:
+            run_report = self._run_report()
+            if run_report is not None:
+                run_report.finish(session)
+        except Exception as exc:  # a report must never turn the run into an INTERNALERROR
+            self.report_errors.append(f"could not finish the energy reports: "
+                                      f"{type(exc).__name__}: {exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        run_report = self.run_report
+        if run_report is None:
+            for error in self.report_errors:
+                terminalreporter.write_line(f"pytest-energy: {error}", red=True)
+            return
+        try:
+            run_report.print_summary(terminalreporter)
+        except Exception as exc:  # the summary must never turn a run into a traceback
+            terminalreporter.write_line(
+                f"pytest-energy: could not print the summary: {type(exc).__name__}: {exc}",
+                red=True)
