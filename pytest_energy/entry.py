@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Verdict(str, enum.Enum):
+class JsonEnum(str, enum.Enum):
+    """A str enum that prints and compares as its JSON spelling."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Verdict(JsonEnum):
     """A test's energy verdict, as the JSON report spells it."""
 
     OK = "ok"
@@ -32,11 +39,8 @@ class Verdict(str, enum.Enum):
     NOT_MEASURED = "not measured"
     INTERRUPTED = "interrupted"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Outcome(str, enum.Enum):
+class Outcome(JsonEnum):
     """The test's pytest outcome, as the JSON report spells it."""
 
     PASSED = "passed"
@@ -47,28 +51,19 @@ class Outcome(str, enum.Enum):
     XPASSED = "xpassed"
     INTERRUPTED = "interrupted"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Plan(str, enum.Enum):
+class Plan(JsonEnum):
     """How the windows were laid out (see :mod:`pytest_energy.measure`)."""
 
     WINDOWS = "windows"
     PHASE_ALIGNED = "phase-aligned"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RatingRule(str, enum.Enum):
+class RatingRule(JsonEnum):
     """Which rule gave a test its stars."""
 
     BUDGET = "budget"  # budget use, five equal intervals of [0, budget]
     GROUP = "group"  # place in its group's measured range
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _enum_or_none(kind: type[enum.Enum], value: Any) -> Any:
@@ -245,6 +240,10 @@ class Entry:
 
     def replace(self, **changes: Any) -> Entry:
         return dataclasses.replace(self, **changes)
+
+    def with_outcome(self, outcome: str) -> Entry:
+        """This entry with the pytest outcome as the JSON report spells it."""
+        return self.replace(outcome=_enum_or_none(Outcome, outcome))
 
     @property
     def is_measured(self) -> bool:

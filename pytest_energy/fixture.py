@@ -28,7 +28,7 @@ class EnergyFixture:
       (warm-up + measured calls) and returns the last call's value;
     * ``with energy.measure(items=n): ...`` measures one block once; several blocks in
       one test are several trials of one call each;
-    * ``energy.result`` is the :class:`~pytest_energy.results.EnergyResult` so far.
+    * ``energy.result`` is the :class:`~pytest_energy.measure.EnergyResult` so far.
 
     A new ``energy(...)`` call replaces what was measured before: budgets apply to the
     last measurement.

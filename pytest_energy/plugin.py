@@ -8,10 +8,10 @@ logreport (collect entries; on the xdist controller they arrive with the reports
 sessionfinish (ratings, JSON report, gate) -> terminal summary (the table).
 
 Import cost matters: this module is imported by every pytest run on a machine where
-the plugin is installed. It imports only the options, the session and the entry; the
-measuring code (:mod:`pytest_energy.testhooks`) is imported and registered only when a
-collected test asks for energy, and the reporting code only when there is something
-to report.
+the plugin is installed. It imports only the options, the session and the gate's
+option check; the measuring code (:mod:`pytest_energy.testhooks`) is imported and
+registered only when a collected test asks for energy, the history only when a gate
+option is on, and the reporting code only when there is something to report.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_energy.errors import EnergyConfigError
+from pytest_energy.history.gate_config import gate_arguments
 from pytest_energy.options import (
     MARKER_HELP,
     RIGHTSIZING_SETTINGS,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 TEST_HOOKS = "energy-tests"  # name of the registered pytest_energy.testhooks plugin
 MEASURING_MODULE = "pytest_energy.testhooks"
+GATE_MODULE = "pytest_energy.history.gate"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,16 +46,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    from pytest_energy.history.gate import RegressionGate
-
     try:
         session_config = SessionConfig.from_config(config)
         rightsizing_values = {s.name: resolve_setting(s, config).value
                               for s in RIGHTSIZING_SETTINGS}
         is_worker = hasattr(config, "workerinput")
-        gate = None if is_worker else RegressionGate.from_config(config)
+        gate_options = None if is_worker else gate_arguments(config)
     except EnergyConfigError as exc:
         raise pytest.UsageError(f"pytest-energy: {exc}") from None
+    gate = None
+    if gate_options is not None:  # the history (SQLite, statistics) only when asked for
+        gate = importlib.import_module(GATE_MODULE).RegressionGate(**gate_options)
     session = EnergySession(session_config, is_worker=is_worker,
                             rightsizing_values=rightsizing_values)
     session.gate = gate

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _pytest.junitxml import xml_key  # junitxml's writer, when --junitxml is on
 
-from pytest_energy.entry import Entry, Outcome, Verdict
 from pytest_energy.options import MARKER_NAME, SessionConfig
 
 if TYPE_CHECKING:
+    from pytest_energy.entry import Entry
     from pytest_energy.history.gate import RegressionGate
     from pytest_energy.meters.loader import MeterPool
     from pytest_energy.report.finish import RunReport
@@ -38,13 +38,26 @@ def wants_energy(item: pytest.Item, session: EnergySession) -> bool:
             or FIXTURE_NAME in getattr(item, "fixturenames", ()))
 
 
-def outcome_of(report: pytest.TestReport) -> Outcome:
+# The JSON spellings this module reads off the wire; the typed Entry has them as enums.
+OVER_BUDGET = "over budget"
+ERROR = "error"
+
+
+def outcome_of(report: pytest.TestReport) -> str:
     """passed / failed / error / skipped / xfailed / xpassed, as the JSON report spells it."""
     if hasattr(report, "wasxfail"):
-        return Outcome.XFAILED if report.skipped else Outcome.XPASSED
+        return "xfailed" if report.skipped else "xpassed"
     if report.when != "call" and report.failed:
-        return Outcome.ERROR
-    return Outcome(report.outcome)
+        return ERROR
+    return str(report.outcome)
+
+
+def typed_entry(data: dict[str, Any], outcome: str) -> Entry:
+    """The typed entry from the JSON form a report carries."""
+    # Imported with the first measured report: a run that measures nothing never pays.
+    from pytest_energy.entry import Entry
+
+    return Entry.from_json({**data, "outcome": outcome})
 
 
 class EnergySession:
@@ -74,7 +87,7 @@ class EnergySession:
         controller, which runs no tests itself)."""
         data = getattr(report, ENTRY_ATTRIBUTE, None)
         if report.when == "call" and report.failed and data and data.get("verdict") == (
-                Verdict.OVER_BUDGET.value) and not hasattr(report, "wasxfail"):
+                OVER_BUDGET) and not hasattr(report, "wasxfail"):
             return "failed", STATUS_LETTER, ("OVER BUDGET", {"red": True})
         return None
 
@@ -82,13 +95,11 @@ class EnergySession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, ENTRY_ATTRIBUTE, None)
         if data is not None:
-            entry = Entry.from_json(data).replace(outcome=outcome_of(report))
-            self.entries[report.nodeid] = entry
+            self.entries[report.nodeid] = typed_entry(data, outcome_of(report))
             if any(name == ENTRY_ATTRIBUTE for name, _ in report.sections):
                 self.reports[report.nodeid] = report
         elif report.when == "teardown" and report.failed and report.nodeid in self.entries:
-            self.entries[report.nodeid] = self.entries[report.nodeid].replace(
-                outcome=Outcome.ERROR)
+            self.entries[report.nodeid] = self.entries[report.nodeid].with_outcome(ERROR)
         if report.when == "teardown" and report.nodeid in self.entries:
             self._keep_junit_reporter(report)
 

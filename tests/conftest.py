@@ -200,3 +200,60 @@ def _private_lock_dir(tmp_path_factory: pytest.TempPathFactory,
     """Device locks and the peer-process registry of this test run stay in its own
     temp dir, so concurrent test runs on one machine never see each other."""
     monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+
+
+BURN_METERS = textwrap.dedent(
+    '''
+    import time
+
+    COUNTER = [0.0]
+
+
+    def burn(millijoules, seconds=0.0):
+        """Advance the counter by `millijoules`, optionally taking `seconds` of wall time."""
+        COUNTER[0] += millijoules / 1000
+        if seconds:
+            time.sleep(seconds)
+
+
+    class BurnMeter:
+        name = "burn"
+        estimated = False
+        update_period_s = 0.0
+
+        def domains(self):
+            return ["burn:0"]
+
+        def read(self):
+            return {"burn:0": COUNTER[0]}
+
+        def close(self):
+            pass
+
+
+    class GpuBurnMeter(BurnMeter):
+        """Same counter, but its windows last a known time: 50 W average."""
+
+        name = "gpuburn"
+
+        def domains(self):
+            return ["gpu:0"]
+
+
+    class LimitedGpuBurnMeter(GpuBurnMeter):
+        """A GPU meter that knows its board's power limit, as the NVML meter does."""
+
+        name = "limitedgpuburn"
+
+        def power_limits_w(self):
+            return {"gpu:0": 700.0}
+    '''
+)
+
+
+@pytest.fixture
+def burn(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester with ``rs_meters`` importable (by the meter loader and the tests)."""
+    pytester.makepyfile(rs_meters=BURN_METERS)
+    pytester.syspathinsert()
+    return pytester

@@ -70,6 +70,7 @@ def _measure(seed: int, *, aligned: bool, call_s: float = 0.05,
     return result.joules_per_call / call.energy_j - 1, result
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 def test_aligned_plan_defeats_aliasing_where_plain_windows_fail() -> None:
     aligned = [abs(_measure(seed, aligned=True)[0]) for seed in range(12)]
     plain = [abs(_measure(seed, aligned=False)[0]) for seed in range(12)]
@@ -90,6 +91,7 @@ def test_aligned_result_reports_its_plan_and_stays_in_budget() -> None:
     assert result.total_calls == result.calls + result.warmup_calls + result.lead_in_calls
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 @pytest.mark.parametrize("call_s", [0.1, 0.3])
 def test_declared_sensor_window_measures_long_pulsed_calls_within_2_s(call_s: float) -> None:
     errors = []
@@ -193,6 +195,7 @@ def test_several_stepped_devices_are_aligned_to_the_first_and_say_so() -> None:
                for w in result.warnings), result.warnings
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 @pytest.mark.parametrize("call_s", [0.0982, 0.0985, 0.0989])
 def test_calls_just_under_the_period_count_a_step_in_every_block(call_s: float) -> None:
     """Long mode starts 2 guards under the period, its last phase 1 guard under: a

@@ -160,6 +160,7 @@ def kernel_joules(gpu: SensorGpu, rows: int, dtype: fake_torch.Dtype) -> tuple[f
 # -- the whole script ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 def test_main_quick_runs_every_check(machine: Callable[..., Rig],
                                      capsys: pytest.CaptureFixture[str]) -> None:
     rig = machine()
@@ -274,6 +275,7 @@ def test_sensor_window_probe_finds_the_window(
 # -- failures -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 def test_a_failing_check_is_a_row_and_exit_code_1(
         machine: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

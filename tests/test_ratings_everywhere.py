@@ -7,41 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-
-METER = textwrap.dedent(
-    '''
-    COUNTER = [0.0]
-
-
-    def burn(millijoules):
-        COUNTER[0] += millijoules / 1000
-
-
-    class BurnMeter:
-        name = "burn"
-        estimated = False
-        update_period_s = 0.0
-
-        def domains(self):
-            return ["burn:0"]
-
-        def read(self):
-            return {"burn:0": COUNTER[0]}
-
-        def close(self):
-            pass
-    '''
-)
 
 # Two variants of one group, both far inside their budget (5 stars by budget use); by the
 # group rule the one that uses 4x the energy is at the top of the range: 1 star.
 SUITE = """
     import pytest
-    from burn_meter import burn
+    from rs_meters import burn
 
     @pytest.mark.parametrize("millijoules", [
         pytest.param(0.1, marks=pytest.mark.energy_budget(joules="10 mJ"), id="small"),
@@ -55,12 +29,11 @@ SUITE = """
 STARS = re.compile(r"rating ([\u2605\u2606*.]{5})")
 
 
-def test_details_summary_json_and_junit_show_the_same_rating(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(burn_meter=METER)
-    pytester.syspathinsert()
+def test_details_summary_json_and_junit_show_the_same_rating(burn: pytest.Pytester) -> None:
+    pytester = burn  # rs_meters.burn(mJ) advances the meter by exactly that (conftest)
     pytester.makepyfile(SUITE)
     report, junit = pytester.path / "energy.json", pytester.path / "junit.xml"
-    result = pytester.runpytest("--energy-meter=burn_meter:BurnMeter", "--energy-rounds=2",
+    result = pytester.runpytest("--energy-meter=rs_meters:BurnMeter", "--energy-rounds=2",
                                 "--energy-trials=2", f"--energy-json={report}",
                                 f"--junitxml={junit}", "-rA", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)

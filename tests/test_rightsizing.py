@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ from pytest_energy.entry import Entry
 from pytest_energy.errors import EnergyConfigError
 from pytest_energy.options import RIGHTSIZING_SETTINGS
 from pytest_energy.rightsizing import RightsizingOptions
-
-_path = list(sys.path)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import rightsizing_report  # noqa: E402 - bench/ is on the path only for this import
-
-sys.path[:] = _path
+from pytest_energy.rightsizing import __main__ as rightsizing_report
 
 AUTO = RightsizingOptions()
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -24,71 +22,10 @@ import pytest
 from pytest_energy import rightsizing as rs
 from pytest_energy.entry import Entry
 from pytest_energy.rightsizing import RightsizingOptions
-
-_path = list(sys.path)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import rightsizing_report  # noqa: E402 - bench/ is on the path only for this import
-
-sys.path[:] = _path
-
-BURN_METERS = textwrap.dedent(
-    '''
-    import time
-
-    COUNTER = [0.0]
-
-
-    def burn(millijoules, seconds=0.0):
-        """Advance the counter by `millijoules`, optionally taking `seconds` of wall time."""
-        COUNTER[0] += millijoules / 1000
-        if seconds:
-            time.sleep(seconds)
-
-
-    class BurnMeter:
-        name = "burn"
-        estimated = False
-        update_period_s = 0.0
-
-        def domains(self):
-            return ["burn:0"]
-
-        def read(self):
-            return {"burn:0": COUNTER[0]}
-
-        def close(self):
-            pass
-
-
-    class GpuBurnMeter(BurnMeter):
-        """Same counter, but its windows last a known time: 50 W average."""
-
-        name = "gpuburn"
-
-        def domains(self):
-            return ["gpu:0"]
-
-
-    class LimitedGpuBurnMeter(GpuBurnMeter):
-        """A GPU meter that knows its board's power limit, as the NVML meter does."""
-
-        name = "limitedgpuburn"
-
-        def power_limits_w(self):
-            return {"gpu:0": 700.0}
-    '''
-)
+from pytest_energy.rightsizing import __main__ as rightsizing_report
 
 BURN = ["--energy-meter=rs_meters:BurnMeter", "-p", "no:cacheprovider"]
 AUTO = RightsizingOptions()
-
-
-@pytest.fixture
-def burn(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester with ``rs_meters`` importable (by the meter loader and the tests)."""
-    pytester.makepyfile(rs_meters=BURN_METERS)
-    pytester.syspathinsert()
-    return pytester
 
 
 def run_entries(pytester: pytest.Pytester, *args: str, **outcomes: int) -> list[Entry]:

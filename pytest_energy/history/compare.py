@@ -24,12 +24,11 @@ with the same meter (see :mod:`pytest_energy.history.machine`).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_energy.entry import Entry
+from pytest_energy.entry import Entry, JsonEnum
 from pytest_energy.history.machine import meter_difference, meters_match
 from pytest_energy.history.metrics import (
     DEFAULT_ALPHA,
@@ -41,7 +40,7 @@ from pytest_energy.history.stats import UTest, mann_whitney, smallest_p
 from pytest_energy.report.cells import plain_table
 
 
-class CompareVerdict(str, enum.Enum):
+class CompareVerdict(JsonEnum):
     """How one metric of one test changed, as the JSON report spells it."""
 
     REGRESSED = "regressed"
@@ -52,11 +51,8 @@ class CompareVerdict(str, enum.Enum):
     UNCHANGED = "unchanged"
     NO_DATA = "no data"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class CompareStatus(str, enum.Enum):
+class CompareStatus(JsonEnum):
     """Whether a test could be compared at all, as the JSON report spells it."""
 
     COMPARED = "compared"
@@ -64,9 +60,6 @@ class CompareStatus(str, enum.Enum):
     NOT_COMPARABLE = "not comparable"
     NOT_MEASURED = "not measured"
     GONE = "gone"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # A test's verdict: its worst metric verdict, or why it was not compared.

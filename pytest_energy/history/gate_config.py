@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.history.metrics import parse_compare_fail
 from pytest_energy.options import GATE_SETTINGS, Resolved, resolve_setting, resolve_storage_dir
+from pytest_energy.parsers import parse_thresholds
 
 # Given on the command line without --energy-compare, these are a mistake worth stopping for.
 _NEEDS_COMPARE = ("compare_fail", "compare_strict", "compare_alpha")
@@ -34,7 +34,7 @@ def gate_arguments(config: pytest.Config, environ: Mapping[str, str] | None = No
         return None
     thresholds = values["compare_fail"].value
     if isinstance(thresholds, str):  # the default, parsed only when the gate is used
-        thresholds = parse_compare_fail(thresholds, argument="compare_fail")
+        thresholds = parse_thresholds(thresholds, argument="compare_fail")
     rootdir = Path(config.rootpath)
     return {
         "storage_dir": resolve_storage_dir(values["storage"],
