@@ -28,19 +28,36 @@ from pytest_energy.rightsizing import (
 )
 
 OPTIONS = ("carbon_intensity", "price", "currency", "rating_rule")
+SETTINGS = [SETTINGS_BY_NAME[name] for name in OPTIONS]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pytest_energy.rightsizing",
+                                     description=__doc__.split("\n\n")[1] if __doc__ else None)
+    parser.add_argument("report")
+    for setting in SETTINGS:
+        add_cli_argument(parser, setting, "--" + setting.name.replace("_", "-"))
+    parser.add_argument("--markdown", action="store_true", help="print markdown instead")
+    return parser
+
+
+def _render(entries: list[Entry], options: RightsizingOptions, markdown: bool) -> str:
+    entries = apply_ratings(entries, options)
+    tables = rightsizing_tables(entries, options)
+    carbon = carbon_cost(entries, options)
+    found = hints(entries, tables, options)
+    if markdown:
+        return markdown_sections(tables, carbon, found)
+    encoding = getattr(sys.stdout, "encoding", None)
+    blocks = [render_rightsizing(tables, options, encoding), render_carbon(carbon, encoding)]
+    if found:
+        blocks.append("hints:\n" + "\n".join(f"- {hint}" for hint in found))
+    return "\n\n".join(block for block in blocks if block)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Re-renders the right-sizing tables, carbon/cost and hints of a saved
-    ``--energy-json`` report (numbers from that run only: nothing is re-measured).
-    """
-    parser = argparse.ArgumentParser(prog="python -m pytest_energy.rightsizing",
-                                     description=main.__doc__)
-    parser.add_argument("report")
-    settings = [SETTINGS_BY_NAME[name] for name in OPTIONS]
-    for setting in settings:
-        add_cli_argument(parser, setting, "--" + setting.name.replace("_", "-"))
-    parser.add_argument("--markdown", action="store_true", help="print markdown instead")
+    """Print the right-sizing of a saved report; exit 3 when it cannot be read."""
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         with open(args.report, encoding="utf-8") as handle:
@@ -51,19 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     options = RightsizingOptions(**{
         s.name: s.default if getattr(args, s.name) is None else getattr(args, s.name)
-        for s in settings})
-    entries = apply_ratings(entries, options)
-    tables = rightsizing_tables(entries, options)
-    carbon = carbon_cost(entries, options)
-    found = hints(entries, tables, options)
-    if args.markdown:
-        print(markdown_sections(tables, carbon, found))
-        return 0
-    encoding = getattr(sys.stdout, "encoding", None)
-    blocks = [render_rightsizing(tables, options, encoding), render_carbon(carbon, encoding)]
-    if found:
-        blocks.append("hints:\n" + "\n".join(f"- {hint}" for hint in found))
-    print("\n\n".join(block for block in blocks if block))
+        for s in SETTINGS})
+    print(_render(entries, options, args.markdown))
     return 0
 
 
