@@ -193,6 +193,8 @@ class Entry:
     idle_watts: Mapping[str, float] | None = None
     conditions: tuple[str, ...] = ()
     contaminated: bool = False
+    # other processes' CPU use while measuring (measure.busy: foreign_cpus, busy, ...)
+    machine_load: Mapping[str, Any] | None = None
     joules_spread: Spread | None = None
     watts: float | None = None
     power_limit_w: Mapping[str, float | None] | None = None  # per domain, when known
@@ -216,6 +218,7 @@ class Entry:
     invalid_reason: str | None = None
     warnings: tuple[str, ...] = ()
     trials: tuple[TrialRecord, ...] = ()
+    trials_reason: str | None = None  # how many trials the plan gave, and why
     # ----- the test's declarations ---------------------------------------------------
     budget: Budget = field(default_factory=Budget)
     group: str | None = None

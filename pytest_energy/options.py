@@ -138,8 +138,9 @@ SETTINGS: tuple[Setting, ...] = (
        "fail tests that cannot be measured by a hardware counter instead of skipping "
        "CUDA tests or falling back to estimates", flag=True),
     _S(SESSION, "contention", parse_choice(("warn", "fail")), "warn",
-       "what an over-budget result measured while other processes used the same GPU "
-       "does: warn (default: reported, the test does not fail) or fail"),
+       "what an over-budget result measured while other processes used the same GPU, "
+       "or while the machine was busy (other processes' CPU time, steal), does: warn "
+       "(default: reported as inconclusive, the test does not fail) or fail"),
     _S(SESSION, "idle_baseline", parse_bool, True,
        "measure each hardware meter's idle power once per session, to report dynamic "
        "energy (gross minus idle) beside gross energy (default true)"),

@@ -4,7 +4,8 @@ It is registered on every run with the plugin enabled, so it imports only cheap
 modules; the end-of-run work (ratings, reports, the gate) lives in
 :mod:`pytest_energy.report.finish` and is imported only when there is something to
 report. On the pytest-xdist controller it receives every worker's entries with the
-reports; it alone prints the summary and writes the reports.
+reports; it alone prints the summary, writes the reports and runs the gate, so a
+failed gate is counted once in pytest's final line and in junitxml.
 """
 
 from __future__ import annotations
@@ -157,9 +158,10 @@ class EnergySession:
             for error in self.report_errors:
                 terminalreporter.write_line(f"pytest-energy: {error}", red=True)
             return
-        try:
-            run_report.print_summary(terminalreporter)
-        except Exception as exc:  # the summary must never turn a run into a traceback
-            terminalreporter.write_line(
-                f"pytest-energy: could not print the summary: {type(exc).__name__}: {exc}",
-                red=True)
+        for step, what in ((run_report.print_summary, "print the summary"),
+                           (run_report.count_gate, "count the gate in pytest's final line")):
+            try:
+                step(terminalreporter)
+            except Exception as exc:  # the summary must never turn a run into a traceback
+                terminalreporter.write_line(
+                    f"pytest-energy: could not {what}: {type(exc).__name__}: {exc}", red=True)

@@ -8,7 +8,13 @@ into a reported warning instead:
   inside the range the trials span: the data cannot tell pass from fail, so the plugin
   says so instead of passing or failing on noise;
 * **contaminated** -- other processes used the same GPU during the measurement and
-  ``--energy-contention=warn`` (the default): their energy is in the counter.
+  ``--energy-contention=warn`` (the default): their energy is in the counter;
+* **machine busy** -- other processes kept the CPUs busy while measuring (a ``busy:``
+  condition, see :mod:`pytest_energy.measure.busy`) and ``--energy-contention=warn``:
+  an exceeded energy *or latency* budget is an ``inconclusive: machine busy: ...``
+  warning (verdict ``inconclusive``), since a neighbour slows every call and adds its
+  energy to a whole-device counter. A busy neighbour must never fail a passing change;
+  ``--energy-contention=fail`` enforces instead.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from pytest_energy.config import ItemConfig
 from pytest_energy.entry import RatingRule, Verdict
 from pytest_energy.measure import EnergyResult
+from pytest_energy.measure.busy import BUSY_PREFIX
 from pytest_energy.stars import stars_for_use
 from pytest_energy.units import format_duration_ms, format_energy
 
@@ -69,6 +76,7 @@ class _Checker:
     config: ItemConfig
     failures: list[str] = field(default_factory=list)
     energy_failures: list[str] = field(default_factory=list)
+    latency_failures: list[str] = field(default_factory=list)  # also in ``failures``
     warnings: list[str] = field(default_factory=list)
 
     def energy(self, label: str, value: float | None, budget: float,
@@ -121,11 +129,11 @@ def _latency_use(checker: _Checker) -> float | None:
         checker.failures.append("latency budget could not be checked: no call was timed")
         return None
     if latency > config.latency_ms:
-        checker.failures.append(
-            f"latency budget exceeded: {format_duration_ms(latency)} "
-            f"{config.latency_stat} per call > {format_duration_ms(config.latency_ms)} "
-            f"budget ({_over(latency, config.latency_ms)}), {result.calls} calls"
-        )
+        line = (f"latency budget exceeded: {format_duration_ms(latency)} "
+                f"{config.latency_stat} per call > {format_duration_ms(config.latency_ms)} "
+                f"budget ({_over(latency, config.latency_ms)}), {result.calls} calls")
+        checker.failures.append(line)
+        checker.latency_failures.append(line)
     return latency / config.latency_ms
 
 
@@ -146,16 +154,53 @@ def _energy_uses(checker: _Checker) -> tuple[float | None, float | None]:
     return joules_use, item_use
 
 
+def _busy_cause(result: EnergyResult) -> str:
+    """What the ``busy:`` conditions say, without the keyword ('' when not busy)."""
+    return "; ".join(c[len(BUSY_PREFIX):].strip() for c in result.conditions
+                     if c.startswith(BUSY_PREFIX))
+
+
+def _waive_contaminated(checker: _Checker) -> str | None:
+    """Exceeded energy budgets of a contaminated result become warnings."""
+    result = checker.result
+    if not (checker.energy_failures and result.contaminated):
+        return None
+    found = "; ".join(c for c in result.conditions if c.startswith("contaminated"))
+    checker.warnings.extend(
+        f"not failed: {line} while other processes used the device ({found}); "
+        "--energy-contention=fail makes this a failure" for line in checker.energy_failures)
+    checker.energy_failures.clear()
+    return "contaminated"
+
+
+def _waive_busy(checker: _Checker, contention: str) -> str | None:
+    """Exceeded energy and latency budgets measured on a busy machine become
+    ``inconclusive: machine busy`` warnings (under ``fail`` they stand, with a note)."""
+    cause = _busy_cause(checker.result)
+    exceeded = checker.energy_failures + checker.latency_failures
+    if not (cause and exceeded):
+        return None
+    if contention != "warn":
+        checker.warnings.append(
+            f"measured while the machine was busy ({cause}); the failure stands because "
+            "--energy-contention=fail: rerun on a quiet machine")
+        return None
+    checker.warnings.extend(
+        f"inconclusive: machine busy: {line}; {cause}; not failed: rerun on a quiet "
+        "machine, or --energy-contention=fail to enforce" for line in exceeded)
+    checker.energy_failures.clear()
+    checker.failures[:] = [f for f in checker.failures if f not in checker.latency_failures]
+    return "inconclusive"
+
+
 def _waive(checker: _Checker, contention: str) -> tuple[list[str], str | None]:
     """The failures that stand, and why any were waived (contaminated, inconclusive)."""
-    result = checker.result
-    if checker.energy_failures and result.contaminated and contention == "warn":
-        found = "; ".join(c for c in result.conditions if c.startswith("contaminated"))
-        checker.warnings.extend(
-            f"not failed: {line} while other processes used the device ({found}); "
-            "--energy-contention=fail makes this a failure" for line in checker.energy_failures)
-        return checker.failures, "contaminated"
+    contaminated = _waive_contaminated(checker) if contention == "warn" else None
+    busy = _waive_busy(checker, contention)  # after: it may waive latency failures too
+    waived = contaminated or busy
     failures = checker.energy_failures + checker.failures
+    if waived:
+        return failures, waived
     if any(w.startswith("inconclusive") for w in checker.warnings):
         return failures, "inconclusive"
     return failures, None

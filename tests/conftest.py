@@ -202,6 +202,15 @@ def _private_lock_dir(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
 
 
+@pytest.fixture(autouse=True)
+def _no_busy_detection(tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy-machine detection reads no /proc (as on macOS): on a shared machine another
+    job's load would turn an asserted budget failure into a warning. tests/test_busy.py
+    points it at a fake /proc tree instead."""
+    monkeypatch.setenv("PYTEST_ENERGY_PROC_ROOT", str(tmp_path_factory.getbasetemp() / "no-proc"))
+
+
 BURN_METERS = textwrap.dedent(
     '''
     import time

@@ -24,6 +24,7 @@ from pytest_energy.measure.aligned import (  # noqa: E402
     PARTIAL_COVERAGE,
     UNSAMPLED_TAIL_WARNING,
 )
+from pytest_energy.measure.antialias import complete_sets  # noqa: E402
 
 A100 = sensor_sim.SENSORS["a100"]
 
@@ -88,6 +89,10 @@ def test_aligned_result_reports_its_plan_and_stays_in_budget() -> None:
     assert measuring <= 2.0
     data = result.to_dict()
     assert data["plan"] == "phase-aligned" and data["joules_per_call"] > 0
+    whole = complete_sets([t.phase_set or (None, 1) for t in result.trials])
+    assert data["trials_reason"] == (
+        f"{len(result.trials)} windows in {whole} whole phase sets of 2, phase-aligned to "
+        "the 100 ms counter, sized to max_time=2 s")
     assert result.total_calls == result.calls + result.warmup_calls + result.lead_in_calls
 
 
@@ -114,6 +119,12 @@ def test_one_second_calls_run_past_the_default_max_time_to_cover_the_sensor() ->
     assert result.calls == 4 and {t.phase_set for t in result.trials} == {(0, 4)}
     assert any(w.startswith("measured 4") and "over the 2 s default max_time" in w
                for w in result.warnings), result.warnings
+    # one set of 4 windows: fewer than the 5 trials asked, and only max_time gives more
+    reason = result.trials_reason
+    assert reason is not None and reason in result.warnings
+    assert reason.startswith("4 of 5 trials: 4 windows in 1 whole phase set of 4, "
+                             "phase-aligned to the 100 ms counter, sized to the 2 s "
+                             "default max_time (raise max_time for 5 trials")
     spread = result.joules_spread
     assert spread is not None and spread["cv"] is None  # one set: no spread to judge
     trials = result.to_dict()["trials"]

@@ -15,6 +15,7 @@ from pytest_energy import cli
 from pytest_energy.entry import Entry
 from pytest_energy.history.machine import cpu_model, fingerprint, machine_identity
 from pytest_energy.history.runs import NewRun
+from pytest_energy.history.schema import SCHEMA_VERSION
 from pytest_energy.history.storage import open_storage
 from pytest_energy.report.jsonreport import machine_info
 
@@ -162,7 +163,7 @@ def test_sparkline() -> None:
 def test_export_json(history: Path, tmp_path: Path) -> None:
     code, out, _ = run("--storage", str(history), "export", "--json", "main")
     data = json.loads(out)
-    assert code == 0 and data["version"] == 1 and data["schema"] == 1
+    assert code == 0 and data["version"] == 1 and data["schema"] == SCHEMA_VERSION
     (exported,) = data["runs"]
     assert exported["name"] == "main" and len(exported["results"][0]["trials"]) == 5
     target = tmp_path / "out" / "all.json"

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_energy.entry import Entry
 from pytest_energy.history.gate import RegressionGate
+from pytest_energy.history.runs import SessionOutcome
 
 GATE_METERS = textwrap.dedent(
     '''
@@ -93,10 +94,14 @@ class Suite:
         self.monkeypatch = monkeypatch
         self.path = pytester.path
 
-    def run(self, energies: str, *args: str, meter: str = "SeqMeter") -> pytest.RunResult:
+    def run(self, energies: str, *args: str, meter: str = "SeqMeter",
+            subprocess: bool = False) -> pytest.RunResult:
+        """``subprocess``: for a Ctrl-C, which would stop the process running pytester."""
         self.monkeypatch.setenv("GATE_MJ", energies)
-        return self.pytester.runpytest(f"--energy-meter=gate_meters:{meter}", "-p",
-                                       "no:cacheprovider", *args)
+        if subprocess:
+            self.monkeypatch.setenv("PYTHONPATH", str(self.path))
+        run = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
+        return run(f"--energy-meter=gate_meters:{meter}", "-p", "no:cacheprovider", *args)
 
     @property
     def db(self) -> Path:
@@ -269,7 +274,7 @@ def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
     result = suite.run(STEADY, "--energy-save=next")
     assert result.ret == 3
     result.stdout.fnmatch_lines(["*history.sqlite3 was written by a newer pytest-energy "
-                                 "(history schema 99; this version reads schema 1 and older)*"])
+                                 "(history schema 99; this version reads schema 2 and older)*"])
     assert suite.db.read_bytes() == before
 
 
@@ -305,15 +310,14 @@ def test_json_report_carries_the_compare_results(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     suite.run(A_PLUS_20, "--energy-compare", "--energy-json=report.json")
     compare = json.loads((suite.path / "report.json").read_text())["compare"]
-    assert compare["status"] == "failed"
+    assert {key: compare[key] for key in ("status", "regressions", "thresholds",
+                                          "exit_status")} == {
+        "status": "failed", "regressions": ["test_model.py::test_a"],
+        "thresholds": ["joules:10%"], "exit_status": 1}
     assert compare["baseline"]["name"] == "main"
-    assert compare["regressions"] == ["test_model.py::test_a"]
-    assert compare["thresholds"] == ["joules:10%"]
-    (metric,) = next(t for t in compare["tests"] if t["nodeid"].endswith("test_a"))["metrics"]
-    assert metric["verdict"] == "regressed"
-    assert metric["change_rel"] == pytest.approx(0.2)
-    assert metric["p_value"] == pytest.approx(1 / 252)
-    assert compare["exit_status"] == 1
+    (metric,) = {t["nodeid"]: t for t in compare["tests"]}["test_model.py::test_a"]["metrics"]
+    assert (metric["verdict"], metric["change_rel"], metric["p_value"]) == (
+        "regressed", pytest.approx(0.2), pytest.approx(1 / 252))
 
 
 def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) -> None:
@@ -411,6 +415,84 @@ def test_xdist_controller_compares_a_serial_baseline(suite: Suite) -> None:
                                  "*saved run #2 'pr' (2 tests*"])
 
 
+# ----- what enters the history: complete runs only, with their status ------------------------
+
+# "Interrupted" is a session pytest did not finish (exit 2: Ctrl-C, a collection error,
+# pytest.exit), one stopped early by -x/--maxfail, or one with an internal or usage
+# error; "errored" is a measured test with a setup/teardown error or interrupted.
+INTERRUPTING = """
+import pytest
+import gate_meters
+
+@pytest.mark.energy_budget(rounds=5, trials=5, warmup=0)
+def test_zz_interrupted():
+    gate_meters.tick("test_zz")
+    raise KeyboardInterrupt
+"""
+
+ERRORING = """
+import pytest
+import gate_meters
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+@pytest.mark.energy_budget(rounds=5, trials=5, warmup=0)
+def test_zz_errored(broken_teardown):
+    gate_meters.tick("test_zz")
+"""
+
+FAILING = "def test_zz_fails():\n    assert False\n"
+NOT_SAVED_INTERRUPTED = "not saved to the history: the session was interrupted (exit 2)"
+
+
+def test_interrupted_session_is_not_saved(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_zz=INTERRUPTING)
+    named = suite.run(STEADY, "--energy-save=main", "--energy-json=report.json",
+                      subprocess=True)
+    assert named.ret == 2
+    named.stdout.fnmatch_lines([f"pytest-energy: {NOT_SAVED_INTERRUPTED}"])
+    assert not suite.db.exists()  # not even created
+    compare = json.loads((suite.path / "report.json").read_text())["compare"]
+    assert compare["saved"] is None
+    assert compare["not_saved"] == "the session was interrupted (exit 2)"
+    assert NOT_SAVED_INTERRUPTED in compare["messages"]
+    auto = suite.run(STEADY, "--energy-autosave", subprocess=True)
+    auto.stdout.fnmatch_lines([f"energy history: run {NOT_SAVED_INTERRUPTED}"])
+    assert not suite.db.exists()
+
+
+def test_errored_measured_test_prevents_saving(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_zz=ERRORING)
+    result = suite.run(STEADY, "--energy-save=main")
+    result.assert_outcomes(passed=3, errors=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["pytest-energy: not saved to the history: 1 measured test(s) "
+                                 "errored or were interrupted: test_zz.py::test_zz_errored"])
+    assert not suite.db.exists()
+
+
+def test_stopped_early_is_not_saved_but_a_failed_run_is_saved_as_failed(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_zz=FAILING)
+    stopped = suite.run(STEADY, "--energy-autosave", "-x")
+    assert stopped.ret == 1
+    stopped.stdout.fnmatch_lines(["energy history: run not saved to the history: the session "
+                                  "stopped early (stopping after 1 failures)"])
+    assert not suite.db.exists()
+    failed = suite.run(STEADY, "--energy-autosave")
+    assert failed.ret == 1  # a failing test still makes a complete run
+    failed.stdout.fnmatch_lines(["energy history: saved run #1 (2 tests, *, failed) to *"])
+    regressed = suite.run(A_PLUS_20, "--energy-autosave", "--energy-compare", "-k", "not zz")
+    assert regressed.ret == 1
+    regressed.stdout.fnmatch_lines(["energy history: saved run #2 (2 tests, *, regressed) to *"])
+    with sqlite3.connect(suite.db) as connection:
+        statuses = connection.execute("SELECT status FROM runs ORDER BY id").fetchall()
+    connection.close()
+    assert statuses == [("failed",), ("regressed",)]
+
+
 # ----- the gate object on its own (what the plugin calls) ------------------------------------
 
 
@@ -453,6 +535,50 @@ def test_gate_compares_before_saving(tmp_path: Path) -> None:
     second.finish([_entry("t::a", [1.2, 1.21, 1.19, 1.2, 1.2])], {}, MACHINE)
     assert second.result["status"] == "failed" and second.exit_status() == 1
     assert second.result["baseline"]["id"] == 1 and second.result["saved"]["id"] == 2
+
+
+@pytest.mark.parametrize(
+    ("outcome", "outcome_of_a", "status", "why"),
+    [
+        (SessionOutcome(0), "passed", "passed", None),
+        (SessionOutcome(1), "failed", "failed", None),
+        (SessionOutcome(2), "passed", None, "the session was interrupted (exit 2)"),
+        (SessionOutcome(3), "passed", None, "pytest had an internal error (exit 3)"),
+        (SessionOutcome(4), "passed", None, "pytest was used wrongly (usage error) (exit 4)"),
+        (SessionOutcome(5), "passed", None, "no tests ran (exit 5)"),
+        (SessionOutcome(1, "stopping after 1 failures"), "failed", None,
+         "the session stopped early (stopping after 1 failures)"),
+        (SessionOutcome(1), "error", None,
+         "1 measured test(s) errored or were interrupted: t::a"),
+        (SessionOutcome(0), "interrupted", None,
+         "1 measured test(s) errored or were interrupted: t::a"),
+    ],
+)
+def test_gate_saves_complete_runs_only(tmp_path: Path, outcome: SessionOutcome,
+                                       outcome_of_a: str, status: str | None,
+                                       why: str | None) -> None:
+    entries = [_entry("t::a", [1, 1, 1, 1, 1]).with_outcome(outcome_of_a),
+               _entry("t::b", [1, 1, 1, 1, 1])]
+    gate = RegressionGate(storage_dir=tmp_path, save="main", environ={})
+    result = gate.finish(entries, {}, MACHINE, outcome)
+    assert gate.exit_status() is None  # not saving is a warning, never an error
+    assert result["not_saved"] == why
+    if status is None:
+        assert result["saved"] is None and not (tmp_path / "history.sqlite3").exists()
+        assert result["messages"] == [f"not saved to the history: {why}"]
+    else:
+        assert result["saved"]["status"] == status and result["messages"] == []
+
+
+def test_session_outcome_reads_a_pytest_session() -> None:
+    class FakeSession:
+        exitstatus = 1
+        shouldstop = False
+        shouldfail = "stopping after 2 failures"
+
+    assert SessionOutcome.of(FakeSession()) == SessionOutcome(1, "stopping after 2 failures")
+    assert SessionOutcome.of(None) == SessionOutcome(0, None)
+    assert SessionOutcome.of(SessionOutcome(2)) == SessionOutcome(2)
 
 
 def test_help_lists_the_gate_options(pytester: pytest.Pytester) -> None:

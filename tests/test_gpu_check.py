@@ -248,6 +248,7 @@ def test_main_quick_runs_every_check(machine: Callable[..., Rig],
 # -- the sensor window probe on other sensors ---------------------------------------------
 
 
+@pytest.mark.slow  # wall-clock: simulated sensors sleep; run with -m slow
 @pytest.mark.parametrize(("name", "window_s", "expected_ms"), [
     ("Tesla V100-SXM2-32GB", 0.010, 10.0),  # Volta: 10 of every 20 ms
     ("NVIDIA T4", 0.020, 20.0),  # a sensor that sees the whole period

@@ -207,6 +207,7 @@ def test_pre_volta_describe_says_sampled(
     assert info["devices"][0]["architecture"] == "pascal"
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread samples real time; run with -m slow
 def test_measurer_measures_through_a_sampled_meter(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -208,8 +209,10 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = st.db_path(tmp_path)
     _set_version(db, schema.SCHEMA_VERSION + 1)
     before = db.read_bytes()
-    with pytest.raises(StorageError, match=r"written by a newer pytest-energy \(history schema "
-                                           r"2; this version reads schema 1 and older\)"):
+    newer, this = schema.SCHEMA_VERSION + 1, schema.SCHEMA_VERSION
+    with pytest.raises(StorageError, match=rf"written by a newer pytest-energy \(history schema "
+                                           rf"{newer}; this version reads schema {this} and "
+                                           r"older\)"):
         open_storage(tmp_path, create=True)
     assert db.read_bytes() == before
 
@@ -219,10 +222,12 @@ def test_older_schema_without_upgrade_is_refused(tmp_path: Path,
     opened(tmp_path).close()
     db = st.db_path(tmp_path)
     before = db.read_bytes()
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    with pytest.raises(StorageError, match="has history schema 1, older than this "
-                                           "pytest-energy's schema 2, and cannot be upgraded"):
-        open_storage(tmp_path, create=True)
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)  # and no migration to it
+    for create in (True, False):
+        with pytest.raises(StorageError, match=f"has history schema {current}, older than this "
+                           f"pytest-energy's schema {current + 1}, and cannot be upgraded"):
+            open_storage(tmp_path, create=create)
     assert db.read_bytes() == before
 
 
@@ -230,16 +235,19 @@ def test_older_schema_is_upgraded_after_keeping_a_copy(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with opened(tmp_path) as storage:
         storage.save_run(new_run("main"), [entry("t::a")])
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, lambda db: db.execute(
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, lambda db: db.execute(
         "ALTER TABLE runs ADD COLUMN note TEXT"))
-    with pytest.raises(StorageError, match="upgraded on the next save"):
-        open_storage(tmp_path, create=False)  # reading never upgrades
+    before = st.db_path(tmp_path).read_bytes()
+    with opened(tmp_path, create=False) as storage:  # reading never upgrades
+        assert storage.run("main") is not None and storage.version == current
+    assert st.db_path(tmp_path).read_bytes() == before
     with opened(tmp_path) as storage:
-        assert storage.run("main") is not None
-    assert (tmp_path / f"{st.DB_NAME}.schema1.bak").is_file()
+        assert storage.run("main") is not None and storage.version == current + 1
+    assert (tmp_path / f"{st.DB_NAME}.schema{current}.bak").read_bytes() == before
     with sqlite3.connect(st.db_path(tmp_path)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == current + 1
     connection.close()
 
 
@@ -293,3 +301,93 @@ def test_errors_say_what_kind_of_problem(tmp_path: Path, error: Exception, expec
         raise error
     assert expected in str(info.value) and not_expected not in str(info.value)
     assert str(st.db_path(tmp_path)) in str(info.value)
+
+
+# ----- schema 1 (before run statuses) ----------------------------------------------------------
+
+# The schema pytest-energy 0.x wrote as version 1, verbatim: an old file is made here
+# without the current code, so the test cannot drift with it.
+SCHEMA_1 = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, created TEXT NOT NULL,
+    commit_sha TEXT, dirty INTEGER, branch TEXT, fingerprint TEXT NOT NULL,
+    machine TEXT NOT NULL, meter TEXT NOT NULL, plugin_version TEXT, tests INTEGER NOT NULL);
+CREATE INDEX runs_by_fingerprint ON runs (fingerprint, id);
+CREATE INDEX runs_by_name ON runs (name, id);
+CREATE TABLE results (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    nodeid TEXT NOT NULL, outcome TEXT, meter_identity TEXT, joules_per_call REAL,
+    joules_per_item REAL, latency_ms REAL, budget_joules REAL, budget_latency_ms REAL,
+    entry TEXT NOT NULL, PRIMARY KEY (run_id, nodeid));
+CREATE INDEX results_by_nodeid ON results (nodeid, run_id);
+PRAGMA user_version = 1;
+"""
+
+
+def _schema_1_history(db: Path) -> None:
+    """Three runs as schema 1 stored them: all passed; a test failed; a test errored."""
+    with sqlite3.connect(db) as connection:
+        connection.executescript(SCHEMA_1)
+        for run_id, (name, outcome) in enumerate(
+                [("main", "passed"), (None, "failed"), (None, "error")], start=1):
+            connection.execute(
+                "INSERT INTO runs (name, created, fingerprint, machine, meter, tests) "
+                "VALUES (?, '2024-01-01T00:00:00+00:00', 'fp-a', '{}', '{}', 2)", (name,))
+            for nodeid, this in (("t::a", "passed"), ("t::b", outcome)):
+                connection.execute(
+                    "INSERT INTO results (run_id, nodeid, outcome, entry) VALUES (?,?,?,?)",
+                    (run_id, nodeid, this, json.dumps(entry_json(nodeid, outcome=this))))
+    connection.close()
+
+
+def test_schema_1_history_is_read_as_it_is(tmp_path: Path) -> None:
+    db = st.db_path(tmp_path)
+    _schema_1_history(db)
+    before = db.read_bytes()
+    with opened(tmp_path, create=False) as storage:  # a compare-only CI job: still works
+        assert storage.version == 1
+        statuses = [(r.id, r.status) for r in storage.runs()]
+        passing = storage.history(["t::a"], status="passed")
+        everything = storage.history(["t::a"])
+        outcomes = [e.outcome for e in storage.entries(3)]
+    assert statuses == [(3, "incomplete"), (2, "failed"), (1, None)]
+    assert passing == []  # whether run 1 regressed was never recorded
+    assert len(everything) == 3
+    assert outcomes == ["passed", "error"]
+    assert db.read_bytes() == before
+
+
+def test_schema_1_history_is_upgraded_on_the_next_save(tmp_path: Path) -> None:
+    db = st.db_path(tmp_path)
+    _schema_1_history(db)
+    before = db.read_bytes()
+    with opened(tmp_path) as storage:  # saving upgrades, after keeping a copy
+        version = storage.version
+        saved = storage.save_run(new_run("main", status="passed"), [entry("t::a")])
+        statuses = [(r.id, r.status) for r in storage.runs()]
+        passing = [r.id for r, _ in storage.history(["t::a"], status="passed")]
+    assert version == schema.SCHEMA_VERSION
+    assert saved.status == "passed"
+    assert statuses == [(4, "passed"), (3, "incomplete"), (2, "failed"), (1, None)]
+    assert passing == [4]
+    assert (tmp_path / f"{st.DB_NAME}.schema1.bak").read_bytes() == before
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    connection.close()
+
+
+def test_incomplete_runs_are_never_found_as_baselines(tmp_path: Path) -> None:
+    _schema_1_history(st.db_path(tmp_path))
+    with opened(tmp_path, create=False) as storage:
+        latest = storage.run("latest", fingerprint="fp-a", complete_only=True)
+        assert latest is not None and latest.id == 2  # failed, but complete
+        assert [r.id for r in storage.runs(complete_only=True)] == [2, 1]
+        assert storage.run("3", complete_only=True) is not None  # an id is exact
+
+
+def test_a_new_history_is_created_at_the_current_schema(tmp_path: Path) -> None:
+    with opened(tmp_path) as storage:
+        assert storage.version == schema.SCHEMA_VERSION
+        storage.save_run(new_run(status="regressed"), [entry("t::a")])
+        (run,) = storage.runs()
+        assert run.status == "regressed" and run.to_dict()["status"] == "regressed"
+        assert run.summary()["status"] == "regressed"
+    assert not list(tmp_path.glob("*.bak"))

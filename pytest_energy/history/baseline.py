@@ -37,12 +37,13 @@ def find_baseline(storage: Storage | None, ref: str, fingerprint: str,
     history at ``where``. Raises StorageError when the history cannot be read."""
     if storage is None:
         return BaselineLookup(missing=f"there is no history at {where} yet")
-    baseline = storage.run(ref, fingerprint=fingerprint)
+    # Never an incomplete run (only schema 1 saved those): it is not a whole run.
+    baseline = storage.run(ref, fingerprint=fingerprint, complete_only=True)
     if baseline is None and ref == LATEST:
         return BaselineLookup(missing=_nothing_on_this_machine(storage, fingerprint, machine,
                                                                where))
     if baseline is None and not ref.isdigit():
-        baseline = storage.run(ref)  # the name exists, but on another machine?
+        baseline = storage.run(ref, complete_only=True)  # the name exists elsewhere?
     if baseline is None:
         return BaselineLookup(missing=_no_such_run(storage, ref, where))
     if baseline.fingerprint != fingerprint:

@@ -156,13 +156,31 @@ def _verdict(worse: bool, better: bool, test: UTest, alpha: float) -> CompareVer
     return CompareVerdict.UNCHANGED
 
 
-def _too_few_trials(n: int, m: int, alpha: float) -> str | None:
-    """Say so when ``n`` vs ``m`` trials can never be significant at ``alpha``."""
+def _too_few_trials(n: int, m: int, alpha: float,
+                    reasons: Sequence[str | None] = ()) -> str | None:
+    """Say so when ``n`` vs ``m`` trials can never be significant at ``alpha``, and
+    name the setting that gives more. ``--energy-trials`` changes nothing for long
+    calls, whose trials are cut to fit max_time: ``reasons`` (the entries'
+    ``trials_reason``, which names the setting that decided) picks the advice; without
+    them both settings are named."""
     floor = smallest_p(n, m)
     if floor <= alpha:
         return None
+    max_time = "--energy-max-time, ini energy_max_time or max_time= on the marker"
+    choices = (  # (what a trials_reason names, the advice)
+        ("max_time", "the trials were cut to fit the measuring time: raise max_time "
+                     f"({max_time}) for at least 5 trials"),
+        ("raise rounds", "explicit rounds give one call per trial: raise rounds to at "
+                         "least 5, or leave them auto"),
+        ("--energy-trials", "run at least 5 trials (--energy-trials)"),
+    )
+    known = [reason for reason in reasons if reason]
+    advice = next((text for needle, text in choices
+                   if any(needle in reason for reason in known)),
+                  "run at least 5 trials: --energy-trials, or for long calls, whose trials "
+                  f"are cut to fit the measuring time, a longer max_time ({max_time})")
     return (f"{n} vs {m} trials cannot be significant at alpha={alpha:g} (smallest p "
-            f"{floor:.3g}); run at least 5 trials (--energy-trials)")
+            f"{floor:.3g}); {advice}")
 
 
 @dataclass
@@ -224,14 +242,39 @@ class _Judge:
             name, metric.value(base), metric.value(entry), metric.trial_values(base),
             metric.trial_values(entry), [t for t in self.thresholds if t.metric == name],
             self.alpha)
-        contaminated = [label for label, e in (("the baseline", base), ("this run", entry))
-                        if e.contaminated]
-        if contaminated and result.verdict == CompareVerdict.REGRESSED:
-            # Another process drew power during the windows: not evidence enough to fail.
+        disturbed = _disturbance(base, entry)
+        if disturbed is not None and result.verdict == CompareVerdict.REGRESSED:
+            # Another process drew power or CPU time during the windows: not evidence
+            # enough to fail (a busy neighbour must never fail a passing change).
             result.verdict = CompareVerdict.WORSE_CONTAMINATED
-            result.note = (f"measured under contention in {' and '.join(contaminated)}; "
-                           "not failing on it, rerun on a quiet machine")
+            result.note = disturbed
         return result
+
+
+BUSY_PREFIX = "busy:"  # a busy machine's condition: pytest_energy.measure.busy.BUSY_PREFIX
+
+
+def _disturbance(base: Entry, entry: Entry) -> str | None:
+    """Why a regression of this test is no evidence (the note of a ``worse,
+    contaminated`` verdict): other processes on the device, or a busy machine, while
+    either side was measured. None when both were measured undisturbed."""
+    sides = (("the baseline", base), ("this run", entry))
+    contaminated = [label for label, e in sides if e.contaminated]
+    if contaminated:
+        return (f"measured under contention in {' and '.join(contaminated)}; "
+                "not failing on it, rerun on a quiet machine")
+    return _busy_note(sides)
+
+
+def _busy_note(sides: Sequence[tuple[str, Entry]]) -> str | None:
+    """``inconclusive: machine busy in this run (other processes used ...)``."""
+    busy = [(label, c[len(BUSY_PREFIX):].strip()) for label, e in sides
+            for c in e.conditions if c.startswith(BUSY_PREFIX)]
+    if not busy:
+        return None
+    where = " and ".join(dict.fromkeys(label for label, _ in busy))
+    return (f"inconclusive: machine busy in {where} ({busy[0][1]}); not failing on it, "
+            "rerun on a quiet machine")
 
 
 def compare_entries(baseline: Iterable[Entry], current: Iterable[Entry],

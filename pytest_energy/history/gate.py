@@ -6,7 +6,8 @@ expensive". At the end of the session, on the controller only, :meth:`Regression
 1. looks up the baseline (before saving, so a run never compares with itself),
 2. compares every test with it (threshold AND significance, see
    :mod:`pytest_energy.history.compare`),
-3. suggests budgets from history, saves the run, writes the markdown report,
+3. suggests budgets from passing runs, saves a complete run with its status (see
+   :class:`~pytest_energy.history.runs.SessionOutcome`), writes the markdown report,
 
 and never raises: a broken history database, a missing baseline or an unwritable file
 become messages, and :meth:`RegressionGate.exit_status` says what exit code they
@@ -49,6 +50,8 @@ from pytest_energy.history.compare import (
 from pytest_energy.history.gate_config import gate_arguments
 from pytest_energy.history.gate_text import (
     HISTORY_RUNS_FOR_SUGGESTIONS,
+    SuggestionBasis,
+    append_step_summary,
     compare_lines,
     initial_result,
     markdown_report,
@@ -64,9 +67,9 @@ from pytest_energy.history.machine import (
     with_cpu_model,
 )
 from pytest_energy.history.metrics import Threshold, default_thresholds
-from pytest_energy.history.runs import LATEST, NewRun, RunInfo
+from pytest_energy.history.runs import LATEST, PASSED, NewRun, RunInfo, SessionOutcome
 from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
-from pytest_energy.history.suggest import Suggestion, suggest_budgets
+from pytest_energy.history.suggest import MarkerSuggestion, suggest_markers
 from pytest_energy.parsers import PRINT_ONLY
 from pytest_energy.report.jsonreport import atomic_write_text
 
@@ -110,7 +113,10 @@ class RegressionGate:
         # Sections other features add to the markdown report (right-sizing, carbon, hints).
         self.extra_markdown = ""
         self.comparisons: list[TestComparison] = []
-        self.suggestions: list[Suggestion] = []
+        self.markers: list[MarkerSuggestion] = []  # budget suggestions, one per function
+        self._basis = SuggestionBasis()
+        self._outcome = SessionOutcome()
+        self._unsaved: str | None = None  # why this run may not enter the history
         self.messages: list[str] = []  # warnings and errors, shown and put in the JSON
         self.infos: list[str] = []  # what was done (saved to..., markdown written to...)
         self._exit: int | None = None
@@ -136,13 +142,17 @@ class RegressionGate:
     def fail_enabled(self) -> bool:
         return bool(self.thresholds)
 
-    def finish(self, entries: Sequence[Entry], meter: dict[str, Any],
-               machine: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, entries: Sequence[Entry], meter: dict[str, Any], machine: dict[str, Any],
+               session: pytest.Session | SessionOutcome | None = None) -> dict[str, Any]:
         """Compare, suggest, save and write the markdown; return the JSON "compare" dict.
 
-        Called once, on the controller, at session finish. Never raises.
+        Called once, on the controller, at session finish, with the session (its exit
+        status so far, whether it stopped early) deciding whether the run is saved.
+        Never raises.
         """
         try:
+            self._outcome = SessionOutcome.of(session)
+            self._unsaved = self._outcome.unsaved_reason(entries)
             self._finish(entries, meter, machine)
         except Exception as exc:  # the gate must never turn a run into a traceback
             self._error(f"internal error in the regression gate: {type(exc).__name__}: {exc}")
@@ -192,8 +202,9 @@ class RegressionGate:
         """The history when something needs it, and why it could not be opened."""
         if not (self.compare or self.saving or self.suggest):
             return None, None
-        try:
-            return open_storage(self.storage_dir, create=self.saving), None
+        try:  # created only for a run that is saved
+            return open_storage(self.storage_dir,
+                                create=self.saving and self._unsaved is None), None
         except StorageError as exc:
             if self.compare or self.saving:
                 self._error(str(exc))
@@ -211,8 +222,21 @@ class RegressionGate:
                 self.result["status"] = "error"
         if self.suggest:
             self._suggest(storage, run)
-        if self.saving and storage is not None:
+        if self.saving and self._unsaved is not None:
+            self._not_saved(self._unsaved)
+        elif self.saving and storage is not None:
             self._save(storage, run)
+
+    def _run_status(self, run: _Run) -> str:
+        return self._outcome.run_status(run.entries, regressed=bool(self.result["regressions"]))
+
+    def _not_saved(self, why: str) -> None:
+        """One line: a warning when a named run was asked for (CI relies on it)."""
+        self.result["not_saved"] = why
+        if self.save:
+            self.messages.append(f"not saved to the history: {why}")
+        else:
+            self.infos.append(f"energy history: run not saved to the history: {why}")
 
     # ----- comparing -----------------------------------------------------------------------
     def _compare(self, storage: Storage | None, run: _Run) -> None:
@@ -287,30 +311,33 @@ class RegressionGate:
 
     # ----- suggesting, saving, markdown ----------------------------------------------------------
     def _suggest(self, storage: Storage | None, run: _Run) -> None:
-        history = self._suggestion_history(storage, run)
-        self.suggestions = suggest_budgets(run.entries, history, self.margin)
-        self.result["suggestions"] = [s.to_dict() for s in self.suggestions]
+        """From complete, passing runs only: this run when it passed and did not
+        regress, and earlier runs saved as passed on this machine."""
+        history, earlier = self._suggestion_history(storage, run)
+        self._basis = SuggestionBasis.for_run(self._run_status(run), earlier)
+        self.markers = suggest_markers(run.entries, history, self.margin,
+                                       use_current=self._basis.current)
+        self.result.update(
+            suggestions=[s.to_dict() for m in self.markers for s in m.suggestions],
+            suggested_markers=[m.to_dict() for m in self.markers],
+            suggestion_runs=self._basis.to_dict())
         if self.suggest and self.suggest != PRINT_ONLY:
-            self._write(self.suggest, suggestions_file(self.suggest, self.suggestions,
-                                                       self.margin),
+            self._write(self.suggest, suggestions_file(self.suggest, self.markers, self.margin,
+                                                       self._basis),
                         "budget suggestions", "--energy-suggest-budgets",
                         "energy budget suggestions written to ")
 
-    def _suggestion_history(self, storage: Storage | None, run: _Run) -> dict[str, list[Entry]]:
-        """Earlier entries of this run's measured tests on this machine, newest first."""
-        history: dict[str, list[Entry]] = {}
+    def _suggestion_history(self, storage: Storage | None, run: _Run
+                            ) -> tuple[dict[str, list[Entry]], int]:
+        """Entries of this run's measured tests in earlier passing runs on this machine,
+        newest first, and how many runs they come from."""
         measured = [e.nodeid for e in run.entries if e.is_measured]
-        if storage is None or not measured:
-            return history
         try:
-            pairs = storage.history(measured, fingerprint=run.fingerprint,
-                                    limit_runs=HISTORY_RUNS_FOR_SUGGESTIONS)
+            return ({}, 0) if storage is None or not measured else storage.entries_by_test(
+                measured, run.fingerprint, PASSED, HISTORY_RUNS_FOR_SUGGESTIONS)
         except StorageError as exc:
             self.messages.append(f"budget suggestions use this run only: {exc}")
-            return history
-        for _stored, entry in pairs:
-            history.setdefault(entry.nodeid, []).append(entry)
-        return history
+            return {}, 0
 
     def _write(self, path: str, text: str, what: str, option: str, done: str) -> Path | None:
         """Write an output file atomically; a failure is a gate error (exit 3)."""
@@ -328,16 +355,16 @@ class RegressionGate:
         new = NewRun(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      fingerprint=run.fingerprint, machine=run.machine, meter=run.meter,
                      name=self.save, commit=commit, dirty=dirty, branch=branch,
-                     plugin_version=__version__)
+                     plugin_version=__version__, status=self._run_status(run))
         try:
             saved = storage.save_run(new, run.entries, run.meter_ids)
         except StorageError as exc:
             self._error(str(exc))
             return
         self.result["saved"] = {"id": saved.id, "name": saved.name, "path": str(storage.path),
-                                "tests": saved.tests}
+                                "tests": saved.tests, "status": saved.status}
         self.infos.append(f"energy history: saved run {saved.label} ({saved.tests} tests, "
-                          f"{saved.commit_label}) to {storage.path}")
+                          f"{saved.commit_label}, {saved.status}) to {storage.path}")
 
     def _write_markdown(self, entries: Sequence[Entry]) -> None:
         assert self.markdown is not None
@@ -347,21 +374,9 @@ class RegressionGate:
                               "energy markdown report: ")
         if written is not None:
             self.result["markdown"] = str(written)
-        self._append_step_summary(text)
-
-    def _append_step_summary(self, text: str) -> None:
-        """GitHub shows ``$GITHUB_STEP_SUMMARY`` on the job page: the report lands there."""
-        step_summary = self.environ.get("GITHUB_STEP_SUMMARY", "").strip()
-        if not step_summary:
-            return
-        try:
-            with open(step_summary, "a", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-        except OSError as exc:
-            self.messages.append(f"could not append to $GITHUB_STEP_SUMMARY "
-                                 f"({step_summary}): {type(exc).__name__}: {exc}")
-        else:
-            self.infos.append("energy markdown appended to $GITHUB_STEP_SUMMARY")
+        appended, problem = append_step_summary(self.environ, text)
+        self.infos.extend(appended)
+        self.messages.extend(problem)
 
     # ----- text ------------------------------------------------------------------------------
     def _summary_lines(self) -> list[str]:
@@ -370,7 +385,8 @@ class RegressionGate:
             lines.extend(compare_lines(self.result, self._baseline, self.comparisons,
                                        self.thresholds, self.alpha))
         if self.suggest:
-            lines.extend(suggestion_lines(self.suggestions, self.margin, header=True))
+            lines.extend(suggestion_lines(self.markers, self.margin, header=True,
+                                          basis=self._basis))
         lines.extend(self.infos)
         lines.extend(f"pytest-energy: {message}" for message in self.messages)
         return lines

@@ -3,13 +3,15 @@ the markdown report and the junitxml properties.
 
 Kept apart from :mod:`pytest_energy.history.gate` so the gate's decisions and their
 wording can be read (and changed) separately. Everything here is a pure function of
-what the gate decided: its JSON ``result`` dict, its comparisons and suggestions.
+what the gate decided: its JSON ``result`` dict, its comparisons and suggestions, but
+:func:`append_step_summary`, which hands the markdown to GitHub's job page.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_energy.entry import Entry
@@ -20,13 +22,39 @@ from pytest_energy.history.compare import (
     counts_text,
 )
 from pytest_energy.history.metrics import Threshold, format_thresholds
-from pytest_energy.history.runs import RunInfo
+from pytest_energy.history.runs import RunInfo, why_not_passing
 from pytest_energy.history.stats import SIGNIFICANCE_TEST
-from pytest_energy.history.suggest import Suggestion
+from pytest_energy.history.suggest import MarkerSuggestion
 from pytest_energy.report.markdown import render_markdown
 
 HISTORY_RUNS_FOR_SUGGESTIONS = 10
 _DECIDED = ("passed", "failed")  # statuses with a comparison to show
+
+
+@dataclass(frozen=True)
+class SuggestionBasis:
+    """The runs suggestions learned from: this run or not (and why), and how many
+    earlier complete, passing runs on this machine."""
+
+    current: bool = True
+    why_not_current: str | None = None
+    earlier_runs: int = 0
+
+    @classmethod
+    def for_run(cls, status: str, earlier_runs: int) -> SuggestionBasis:
+        """This run is learned from only when its status is ``passed``."""
+        why = why_not_passing(status)
+        return cls(why is None, why, earlier_runs)
+
+    def text(self) -> str:
+        runs = f"{self.earlier_runs} earlier complete, passing run(s) on this machine"
+        if self.current:
+            return f"this run and {runs}"
+        return f"{runs}; this run is not used: {self.why_not_current or 'not passing'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"current": self.current, "why_not_current": self.why_not_current,
+                "earlier_runs": self.earlier_runs}
 
 
 def initial_result(*, storage: str, fingerprint: str, identity: dict[str, Any],
@@ -43,7 +71,8 @@ def initial_result(*, storage: str, fingerprint: str, identity: dict[str, Any],
         "thresholds": [t.text for t in thresholds], "fail_enabled": bool(thresholds),
         "alpha": alpha, "test": SIGNIFICANCE_TEST, "rule": rule,
         "tests": [], "counts": {}, "regressions": [], "improvements": [], "notes": [],
-        "saved": None, "suggestions": None, "markdown": None,
+        "saved": None, "not_saved": None, "suggestions": None, "suggested_markers": None,
+        "suggestion_runs": None, "markdown": None,
     }
 
 
@@ -81,31 +110,67 @@ def _conclusion(result: Mapping[str, Any], baseline: RunInfo,
     return "energy compare passed: no significant regression"
 
 
-def suggestion_lines(suggestions: Sequence[Suggestion], margin: float, *,
-                     header: bool) -> list[str]:
-    """One line per suggested marker; with ``header``, what they are based on first."""
-    if not suggestions:
+def suggestion_lines(markers: Sequence[MarkerSuggestion], margin: float, *, header: bool,
+                     basis: SuggestionBasis | None = None) -> list[str]:
+    """One paste-ready marker per test function (with a note and per-variant marks when
+    its variants differ); with ``header``, which runs they were learned from first."""
+    basis = basis or SuggestionBasis()
+    if not markers:
+        if not header:
+            return []
+        if not basis.current and not basis.earlier_runs:
+            return [f"energy budget suggestions: none: this run is not used "
+                    f"({basis.why_not_current}) and no earlier complete, passing run on "
+                    "this machine measured these tests"]
         return ["energy budget suggestions: none (every measured test has budgets using "
-                "at least half of them)"] if header else []
+                "at least half of them)"]
     lines = []
     if header:
         lines.append(f"energy budget suggestions (p95 of per-trial values x {margin:g}, "
-                     f"from this run and up to {HISTORY_RUNS_FOR_SUGGESTIONS} earlier runs "
-                     "on this machine):")
-    for s in suggestions:
-        est = ", estimated meter" if s.estimated else ""
-        lines.append(f"  {s.nodeid}: {s.marker}  # {s.reason}; "
-                     f"{s.trials} trials, {s.runs} run(s){est}")
+                     f"from {basis.text()}; up to {HISTORY_RUNS_FOR_SUGGESTIONS} runs per "
+                     "test; failed, regressed and interrupted runs are never used):")
+    for marker in markers:
+        lines.extend(_marker_lines(marker))
     return lines
 
 
-def suggestions_file(path: str, suggestions: Sequence[Suggestion], margin: float) -> str:
+def _marker_lines(marker: MarkerSuggestion) -> list[str]:
+    """``  test: @pytest.mark.energy_budget(...)  # why; evidence``, then any note."""
+    variants = marker.variants
+    est = ", estimated meter" if any(v.entry.estimated for v in variants) else ""
+    reasons = "; ".join(dict.fromkeys(s.reason for s in marker.suggestions))
+    evidence = (f"{sum(v.trials for v in variants)} trials, "
+                f"{max(v.runs for v in variants)} run(s){est}")
+    if not marker.parametrized:
+        return [f"  {variants[0].entry.nodeid}: {marker.marker}  # {reasons}; {evidence}"]
+    head = (f"{len(variants)} variants, worst {marker.worst}" if len(variants) > 1
+            else f"variant {variants[0].label} only")
+    return [f"  {marker.function}: {marker.marker or '(no one marker: see the note)'}  "
+            f"# {head}; {reasons}; {evidence}", *_note_lines(marker)]
+
+
+def _note_lines(marker: MarkerSuggestion) -> list[str]:
+    """Why the variants are a poor fit for one marker, and each one's own mark."""
+    if not marker.note:
+        return []
+    return [f"    # note: variants differ: {marker.note}. One marker gives every variant the "
+            "worst one's budgets, and a test takes one energy_budget marker (drop the "
+            "variants' own marks to use it); per variant instead:",
+            *(f"    #   {mark}," for _nodeid, mark in marker.variant_marks())]
+
+
+def suggestions_file(path: str, markers: Sequence[MarkerSuggestion], margin: float,
+                     basis: SuggestionBasis | None = None) -> str:
     """What ``--energy-suggest-budgets=PATH`` writes: JSON for a ``.json`` path (for
-    tools), else the marker lines as printed (for people)."""
+    tools: per test, per function, and which runs), else the marker lines as printed
+    (for people)."""
     if path.lower().endswith(".json"):
-        return json.dumps({"margin": margin, "statistic": "p95 of per-trial values",
-                           "suggestions": [s.to_dict() for s in suggestions]}, indent=2) + "\n"
-    return "\n".join(suggestion_lines(suggestions, margin, header=False)) + "\n"
+        return json.dumps({
+            "margin": margin, "statistic": "p95 of per-trial values",
+            "suggestions": [s.to_dict() for m in markers for s in m.suggestions],
+            "markers": [m.to_dict() for m in markers],
+            "runs": (basis or SuggestionBasis()).to_dict()}, indent=2) + "\n"
+    return "\n".join(suggestion_lines(markers, margin, header=False)) + "\n"
 
 
 def markdown_report(entries: Sequence[Entry], result: Mapping[str, Any], extra: str) -> str:
@@ -139,3 +204,18 @@ def _baseline_label(baseline: Mapping[str, Any]) -> str:
         return ""
     name = baseline.get("name")
     return f"#{baseline.get('id')}" + (f" {name!r}" if name else "")
+
+
+def append_step_summary(environ: Mapping[str, str], text: str) -> tuple[list[str], list[str]]:
+    """GitHub shows ``$GITHUB_STEP_SUMMARY`` on the job page: the report lands there.
+    Returns (what was done, problems) as lines for the gate; never raises."""
+    step_summary = environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    if not step_summary:
+        return [], []
+    try:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    except OSError as exc:
+        return [], [f"could not append to $GITHUB_STEP_SUMMARY ({step_summary}): "
+                    f"{type(exc).__name__}: {exc}"]
+    return ["energy markdown appended to $GITHUB_STEP_SUMMARY"], []

@@ -2,9 +2,20 @@
 
 The version lives in ``PRAGMA user_version``. A newer file is refused with a message
 (never half-read); an older one is upgraded inside one transaction after a copy is
-kept next to it, or refused when no upgrade exists. A file that is not SQLite, or an
-SQLite file of another program, is refused before anything is written. Never silent
-loss.
+kept next to it, or refused when no upgrade exists. Reading an older file with an
+upgrade path changes nothing: the reader adapts its queries (see :func:`run_status_sql`),
+so a compare-only CI job keeps working until the next save upgrades the file. A file
+that is not SQLite, or an SQLite file of another program, is refused before anything
+is written. Never silent loss.
+
+Versions:
+
+1. runs and results.
+2. ``runs.status``: ``passed``, ``failed`` or ``regressed``, set when the run is saved,
+   so budget suggestions can learn from passing runs only. Runs saved under schema 1
+   get ``incomplete`` (a measured test errored or was interrupted) or ``failed`` from
+   their stored outcomes, else NULL: whether they regressed was never recorded, so they
+   are not treated as passing.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from pytest_energy.history.sqlite import (
     sqlite_errors,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TABLES = frozenset({"runs", "results"})
 
@@ -58,8 +69,30 @@ CREATE TABLE results (
 CREATE INDEX results_by_nodeid ON results (nodeid, run_id);
 """
 
+STATUS_COLUMN = "runs.status"
+# The status a run saved under schema 1 gets, from its stored outcomes (see module doc).
+LEGACY_RUN_STATUS = """(CASE
+    WHEN EXISTS (SELECT 1 FROM results AS legacy WHERE legacy.run_id = runs.id
+                 AND legacy.outcome IN ('error', 'interrupted')) THEN 'incomplete'
+    WHEN EXISTS (SELECT 1 FROM results AS legacy WHERE legacy.run_id = runs.id
+                 AND legacy.outcome = 'failed') THEN 'failed'
+    ELSE NULL END)"""
+
+
+def _add_run_status(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the run's status, derived for the runs already stored."""
+    db.execute("ALTER TABLE runs ADD COLUMN status TEXT")
+    db.execute(f"UPDATE runs SET status = {LEGACY_RUN_STATUS}")
+
+
 # from_version -> function upgrading a connection (inside a transaction) to from_version + 1.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_run_status}
+
+
+def run_status_sql(version: int) -> str:
+    """The SQL expression for a run's status in a file of schema ``version``: the column
+    from schema 2 on, else what the migration would store (reading never upgrades)."""
+    return STATUS_COLUMN if version >= 2 else LEGACY_RUN_STATUS
 
 
 def check_header(path: Path) -> None:
@@ -83,22 +116,26 @@ def _tables(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def prepare(path: Path, db: sqlite3.Connection, *, create: bool) -> None:
-    """Make an open connection ready: schema created (``create``), upgraded or refused."""
+def prepare(path: Path, db: sqlite3.Connection, *, create: bool) -> int:
+    """Make an open connection ready: schema created (``create``), upgraded or refused.
+
+    Returns the schema version the connection now has: :data:`SCHEMA_VERSION`, or an
+    older one when reading (``create`` false) a file that is upgraded on the next save.
+    """
     with sqlite_errors(path, "opening"):
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         version = _version(db)
         tables = _tables(db)
     if version == 0:
         _create(path, db, tables, create=create)
-        return
+        return SCHEMA_VERSION
     if version > SCHEMA_VERSION:
         raise StorageError(
             f"{path} was written by a newer pytest-energy (history schema {version}; this "
             f"version reads schema {SCHEMA_VERSION} and older). It was left untouched: "
             "upgrade pytest-energy, or point --energy-storage at another directory")
     if version < SCHEMA_VERSION:
-        _migrate(path, db, version, create=create)
+        version = _migrate(path, db, version, create=create)
     with sqlite_errors(path, "opening"):
         db.execute("PRAGMA foreign_keys = ON")
         missing = TABLES - _tables(db)
@@ -107,6 +144,7 @@ def prepare(path: Path, db: sqlite3.Connection, *, create: bool) -> None:
             f"{path}: history schema {SCHEMA_VERSION} but the tables {sorted(missing)} are "
             "missing; the file is damaged and was left untouched: move it away to start a "
             "new history")
+    return version
 
 
 def _create(path: Path, db: sqlite3.Connection, tables: set[str], *, create: bool) -> None:
@@ -120,15 +158,18 @@ def _create(path: Path, db: sqlite3.Connection, tables: set[str], *, create: boo
         return  # an empty file: no runs yet
     with sqlite_errors(path, "creating the schema"), immediate_transaction(db):
         # Another process may have created it while we waited for the lock.
-        if _version(db) == 0:
+        if _version(db) == 0:  # schema 1, then every migration: one way to each version
             for statement in _SCHEMA_V1.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            for step in range(1, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _migrate(path: Path, db: sqlite3.Connection, version: int, *, create: bool) -> None:
-    """Upgrade an older schema step by step, after keeping a copy; only when saving."""
+def _migrate(path: Path, db: sqlite3.Connection, version: int, *, create: bool) -> int:
+    """Upgrade an older schema step by step, after keeping a copy; only when saving.
+    Returns the version the connection has now (unchanged when only reading)."""
     steps = list(range(version, SCHEMA_VERSION))
     if any(step not in MIGRATIONS for step in steps):
         raise StorageError(
@@ -137,10 +178,7 @@ def _migrate(path: Path, db: sqlite3.Connection, version: int, *, create: bool) 
             "read it with the pytest-energy version that wrote it (pytest-energy export "
             "--json), or move it away to start a new history")
     if not create:
-        raise StorageError(
-            f"{path} has history schema {version}, older than this pytest-energy's schema "
-            f"{SCHEMA_VERSION}; it is upgraded on the next save (--energy-save or "
-            "--energy-autosave), after a copy is kept next to it")
+        return version  # read as it is; upgraded on the next save (a copy kept first)
     backup = path.with_name(f"{path.name}.schema{version}.bak")
     try:
         shutil.copy2(path, backup)
@@ -152,3 +190,4 @@ def _migrate(path: Path, db: sqlite3.Connection, version: int, *, create: bool) 
         for step in range(_version(db), SCHEMA_VERSION):
             MIGRATIONS[step](db)
             db.execute(f"PRAGMA user_version = {step + 1}")
+    return SCHEMA_VERSION

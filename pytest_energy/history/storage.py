@@ -30,12 +30,19 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_energy.entry import Entry
-from pytest_energy.history.runs import LATEST, NewRun, RunInfo
-from pytest_energy.history.schema import check_header, prepare
+from pytest_energy.history.runs import INCOMPLETE, LATEST, NewRun, RunInfo
+from pytest_energy.history.schema import (
+    SCHEMA_VERSION,
+    STATUS_COLUMN,
+    check_header,
+    prepare,
+    run_status_sql,
+)
 from pytest_energy.history.sqlite import (
     BUSY_TIMEOUT_S,
     StorageError,
@@ -61,10 +68,16 @@ _GLOB_CHARACTERS = "*?["
 class Storage:
     """An open history database. Use :func:`open_storage`; close it (or use ``with``)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, *, writable: bool) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, writable: bool,
+                 version: int = SCHEMA_VERSION) -> None:
         self.path = path
         self._db = connection
         self.writable = writable
+        self.version = version  # older than SCHEMA_VERSION only when reading an older file
+        # A run's status: the column from schema 2 on; computed in older files (read only)
+        self._status = run_status_sql(version)
+        self._run_columns = ("runs.*" if self._status == STATUS_COLUMN
+                             else f"runs.*, {self._status} AS status")
 
     # ----- context management ---------------------------------------------------------
     def __enter__(self) -> Storage:
@@ -95,11 +108,11 @@ class Storage:
         with self._errors("saving the run"), immediate_transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO runs (name, created, commit_sha, dirty, branch, fingerprint, "
-                "machine, meter, plugin_version, tests) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "machine, meter, plugin_version, tests, status) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (run.name, run.created, run.commit,
                  None if run.dirty is None else int(run.dirty), run.branch,
                  run.fingerprint, dumps(run.machine), dumps(run.meter),
-                 run.plugin_version, len(entries)))
+                 run.plugin_version, len(entries), run.status))
             run_id = int(cursor.lastrowid or 0)
             self._db.executemany(
                 "INSERT OR REPLACE INTO results (run_id, nodeid, outcome, meter_identity, "
@@ -127,29 +140,36 @@ class Storage:
 
     # ----- reading ----------------------------------------------------------------------
     def runs(self, *, fingerprint: str | None = None, name: str | None = None,
-             limit: int | None = None) -> list[RunInfo]:
-        """Stored runs, newest first, optionally of one machine or with one name."""
-        where, params = _where(("fingerprint = ?", fingerprint), ("name = ?", name))
-        sql = "SELECT * FROM runs" + where + " ORDER BY id DESC"
+             limit: int | None = None, complete_only: bool = False) -> list[RunInfo]:
+        """Stored runs, newest first, optionally of one machine or with one name.
+
+        ``complete_only`` leaves out runs known to be incomplete (saved by schema 1
+        while a measured test errored or was interrupted): never a baseline.
+        """
+        where, params = _where(("fingerprint = ?", fingerprint), ("name = ?", name),
+                               (f"{self._status} IS NOT ?", INCOMPLETE if complete_only else None))
+        sql = f"SELECT {self._run_columns} FROM runs" + where + " ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._errors("reading the runs"):
             rows = self._db.execute(sql, params).fetchall()
             return [_run_info(row) for row in rows]
 
-    def run(self, ref: str, *, fingerprint: str | None = None) -> RunInfo | None:
+    def run(self, ref: str, *, fingerprint: str | None = None,
+            complete_only: bool = False) -> RunInfo | None:
         """The run ``ref`` names (see :func:`~pytest_energy.history.runs.parse_run_ref`);
         None when there is none.
 
         ``latest`` and names pick the newest matching run, on ``fingerprint``'s machine
-        when given; ids are exact.
+        when given, and complete when ``complete_only``; ids are exact.
         """
         if ref.isdigit():
             with self._errors("reading a run"):
-                row = self._db.execute("SELECT * FROM runs WHERE id = ?", (int(ref),)).fetchone()
+                row = self._db.execute(f"SELECT {self._run_columns} FROM runs WHERE id = ?",
+                                       (int(ref),)).fetchone()
             return None if row is None else _run_info(row)
         found = self.runs(fingerprint=fingerprint, name=None if ref == LATEST else ref,
-                          limit=1)
+                          limit=1, complete_only=complete_only)
         return found[0] if found else None
 
     def entries_json(self, run_id: int) -> list[dict[str, Any]]:
@@ -173,25 +193,38 @@ class Storage:
         return {row[0]: row[1] for row in rows if row[1] is not None}
 
     def history(self, nodeids: Iterable[str] | None = None, *, pattern: str | None = None,
-                fingerprint: str | None = None, limit_runs: int | None = None
-                ) -> list[tuple[RunInfo, Entry]]:
+                fingerprint: str | None = None, limit_runs: int | None = None,
+                status: str | None = None) -> list[tuple[RunInfo, Entry]]:
         """(run, entry) pairs, newest run first per test, for some tests.
 
         Select tests by exact ``nodeids`` or a ``pattern`` (SQL GLOB when it has
-        ``*?[``, else a substring). ``limit_runs`` keeps the newest runs per test.
+        ``*?[``, else a substring), runs by ``fingerprint`` and ``status`` (e.g.
+        ``passed``: what budget suggestions learn from). ``limit_runs`` keeps the newest
+        runs per test.
         """
+        where = _HistoryFilter(pattern, fingerprint, status, self._status, self._run_columns)
         if nodeids is None:
-            return self._history(None, pattern, fingerprint, limit_runs)
+            return self._history(None, where, limit_runs)
         ids = list(dict.fromkeys(nodeids))
         out: list[tuple[RunInfo, Entry]] = []
         for start in range(0, len(ids), _IN_CHUNK):
-            out.extend(self._history(ids[start:start + _IN_CHUNK], pattern, fingerprint,
-                                     limit_runs))
+            out.extend(self._history(ids[start:start + _IN_CHUNK], where, limit_runs))
         return out
 
-    def _history(self, ids: list[str] | None, pattern: str | None, fingerprint: str | None,
+    def entries_by_test(self, nodeids: Iterable[str], fingerprint: str, status: str,
+                        limit_runs: int) -> tuple[dict[str, list[Entry]], int]:
+        """nodeid -> its entries in the newest ``limit_runs`` runs with ``status`` on
+        ``fingerprint``'s machine, newest first, and how many runs they come from."""
+        by_test: dict[str, list[Entry]] = {}
+        pairs = self.history(nodeids, fingerprint=fingerprint, status=status,
+                             limit_runs=limit_runs)
+        for _run, entry in pairs:
+            by_test.setdefault(entry.nodeid, []).append(entry)
+        return by_test, len({run.id for run, _entry in pairs})
+
+    def _history(self, ids: list[str] | None, where: _HistoryFilter,
                  limit_runs: int | None) -> list[tuple[RunInfo, Entry]]:
-        sql, params = _history_query(ids, pattern, fingerprint)
+        sql, params = _history_query(ids, where)
         out: list[tuple[RunInfo, Entry]] = []
         seen: dict[str, int] = {}
         with self._errors("reading the history"):
@@ -213,22 +246,36 @@ def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(c for c, _ in used), [p for _, p in used]
 
 
-def _history_query(ids: list[str] | None, pattern: str | None, fingerprint: str | None
-                   ) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class _HistoryFilter:
+    """What :meth:`Storage.history` selects besides the tests, and how this file's
+    schema spells a run's status and columns."""
+
+    pattern: str | None
+    fingerprint: str | None
+    status: str | None
+    status_sql: str
+    run_columns: str
+
+
+def _history_query(ids: list[str] | None, where: _HistoryFilter) -> tuple[str, list[Any]]:
     """The SELECT behind :meth:`Storage.history`, newest run first."""
     clauses: list[str] = []
     params: list[Any] = []
     if ids is not None:
         clauses.append(f"results.nodeid IN ({','.join('?' * len(ids))})")
         params.extend(ids)
-    if pattern is not None:
-        glob = any(c in pattern for c in _GLOB_CHARACTERS)
+    if where.pattern is not None:
+        glob = any(c in where.pattern for c in _GLOB_CHARACTERS)
         clauses.append("results.nodeid GLOB ?" if glob else "instr(results.nodeid, ?) > 0")
-        params.append(pattern)
-    if fingerprint is not None:
-        clauses.append("runs.fingerprint = ?")
-        params.append(fingerprint)
-    sql = ("SELECT runs.*, results.nodeid AS result_nodeid, results.entry FROM results "
+        params.append(where.pattern)
+    for clause, param in (("runs.fingerprint = ?", where.fingerprint),
+                          (f"{where.status_sql} = ?", where.status)):
+        if param is not None:
+            clauses.append(clause)
+            params.append(param)
+    sql = (f"SELECT {where.run_columns}, results.nodeid AS result_nodeid, results.entry "
+           "FROM results "
            "JOIN runs ON runs.id = results.run_id"
            + (" WHERE " + " AND ".join(clauses) if clauses else "")
            + " ORDER BY runs.id DESC, results.rowid")
@@ -268,7 +315,8 @@ def _run_info(row: sqlite3.Row) -> RunInfo:
                    dirty=None if row["dirty"] is None else bool(row["dirty"]),
                    branch=row["branch"], fingerprint=row["fingerprint"],
                    machine=json_object(row["machine"]), meter=json_object(row["meter"]),
-                   plugin_version=row["plugin_version"], tests=row["tests"])
+                   plugin_version=row["plugin_version"], tests=row["tests"],
+                   status=row["status"])
 
 
 def db_path(directory: str | Path) -> Path:
@@ -291,13 +339,14 @@ def open_storage(directory: str | Path, *, create: bool) -> Storage | None:
         return None
     else:
         _make_directory(path.parent)
-    storage = Storage(path, _connect(path, create=create), writable=create)
+    connection = _connect(path, create=create)
     try:
-        prepare(path, storage._db, create=create)
+        version = prepare(path, connection, create=create)
     except BaseException:
-        storage.close()
+        with contextlib.suppress(sqlite3.Error):
+            connection.close()
         raise
-    return storage
+    return Storage(path, connection, writable=create, version=version)
 
 
 def _make_directory(directory: Path) -> None:

@@ -9,17 +9,31 @@ measured calls, reads the counter, and says what the result cannot vouch for.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pytest_energy.entry import Plan
-from pytest_energy.measure.antialias import choose_plan, complete_sets, unsampled_tail_s
+from pytest_energy.measure.antialias import (
+    AntialiasPlan,
+    choose_plan,
+    complete_sets,
+    unsampled_tail_s,
+)
 from pytest_energy.measure.grid import StepGrid
 from pytest_energy.measure.reader import MeterReader
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
 from pytest_energy.measure.schedule import NextBlock, PhaseSchedule, block_end
+from pytest_energy.measure.windows import (
+    TrialCount,
+    budget_text,
+    plural,
+    raise_max_time,
+    record_trials,
+    seconds_text,
+)
 
 ALIGNED_MIN_PERIOD_S = 0.005  # counters stepping faster get plain windows
 PARTIAL_COVERAGE = "partial sensor coverage:"
@@ -44,6 +58,23 @@ def add_block(result: EnergyResult, trial: Trial, meter_name: str) -> None:
             "during a window but reported no energy")
 
 
+def aligned_trials(windows: int, whole_sets: int, plan: AntialiasPlan, *, asked: int | None,
+                   max_time_s: float, default_max_time: bool = False) -> TrialCount:
+    """Why the aligned plan gave ``windows`` trials: whole phase sets sized to the
+    measuring time (the trials setting does not size them), so fewer windows than
+    asked is a cut by max_time, and more sets need a longer one."""
+    layout = (f"{plural(windows, 'window')} in {plural(whole_sets, 'whole phase set')} of "
+              f"{plan.set_size}, phase-aligned to the {seconds_text(plan.period_s)} counter")
+    budget = budget_text(max_time_s, default_max_time)
+    if asked is None or windows >= asked:
+        return TrialCount(windows, windows if asked is None else asked,
+                          f"{layout}, sized to {budget}")
+    seconds = plan.period_s + math.ceil(asked / plan.set_size) * plan.set_s
+    return TrialCount(windows, asked, f"{windows} of {asked} trials: {layout}, sized to "
+                                      f"{budget} ({raise_max_time(asked, seconds)})",
+                      cut_by_time=True)
+
+
 @dataclass
 class _Run:
     """One aligned run's state: the grid, the schedule and the latest call estimate."""
@@ -65,13 +96,14 @@ class AlignedWindows:
 
     ``cover``: finish the first whole phase set even past ``max_time_s`` (the default
     when the user set no max_time); otherwise stop at ``max_time_s`` and warn when no
-    set is whole.
+    set is whole. ``trials``: the trials asked (``None``: no judgement of the count).
     """
 
     def __init__(self, reader: MeterReader, *, max_time_s: float, cover: bool,
                  sensor_window_s: float | None, sleep: Callable[[float], None],
-                 rng: random.Random) -> None:
+                 rng: random.Random, trials: int | None = None) -> None:
         self.reader = reader
+        self.trials = trials
         self.max_time_s = max_time_s
         self.cover = cover
         self.sensor_window_s = sensor_window_s
@@ -99,6 +131,10 @@ class AlignedWindows:
         while (placed := self._next(run, result)) is not None:
             value = self._block(fn, run, placed, result)
         self._judge(run, result, spent=reader.seconds() - run.begin_s)
+        done = run.sets(result)
+        record_trials(result, aligned_trials(
+            len(done), complete_sets(done), run.schedule.plan, asked=self.trials,
+            max_time_s=self.max_time_s, default_max_time=self.cover))
         return Measured(value)
 
     def _start(self, grid: StepGrid, call_s: float, result: EnergyResult) -> _Run:

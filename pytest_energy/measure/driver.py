@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pytest_energy.measure.aligned import ALIGNED_MIN_PERIOD_S, AlignedWindows
+from pytest_energy.measure.busy import CpuSample, cpu_sample, cpu_usage
 from pytest_energy.measure.reader import MeterReader, combined_sync
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
 from pytest_energy.measure.settle import settle
@@ -31,6 +32,7 @@ from pytest_energy.measure.windows import (
     add_window,
     default_max_time,
     make_plan,
+    plural,
 )
 from pytest_energy.meters.base import Meter, capabilities
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S
@@ -59,7 +61,8 @@ class Measurer:
                  isolate: bool = True, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
                  sync: Callable[[], Any] | None = None, idle_baseline: bool = False,
                  sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None, settle_max_s: float = 0.0) -> None:
+                 rng: random.Random | None = None, settle_max_s: float = 0.0,
+                 cpu_probe: Callable[[], CpuSample | None] = cpu_sample) -> None:
         self.meter = meter
         self._caps = capabilities(meter)
         self.device = device
@@ -73,6 +76,8 @@ class Measurer:
         self._settle_max_s = settle_max_s if not meter.estimated else 0.0
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # other processes' CPU time around each measured part (see measure.busy)
+        self._cpu_probe = cpu_probe
         # Counters that step at a coarse period (NVML's total energy) get the
         # phase-aligned plan; meters opt in with ``stepped_counter = True``.
         self._stepped = self._caps.stepped_counter and (
@@ -126,11 +131,12 @@ class Measurer:
             if rounds is None and self._settle_max_s > 0:
                 value = settle(fn, self._reader, result, max_s=self._settle_max_s,
                                stepped=self._stepped)
-            for plan in self._plans(warmup=warmup, rounds=rounds, trials=trials,
-                                    max_time_s=max_time_s, cover=cover):
-                measured = plan.measure(fn, result)
-                if measured is not None:
-                    return measured.value, result
+            with self._watched(result):
+                for plan in self._plans(warmup=warmup, rounds=rounds, trials=trials,
+                                        max_time_s=max_time_s, cover=cover):
+                    measured = plan.measure(fn, result)
+                    if measured is not None:
+                        return measured.value, result
         return value, result  # no plan measured (the last one always does)
 
     def _plans(self, *, warmup: int, rounds: int | None, trials: int, max_time_s: float,
@@ -139,13 +145,14 @@ class Measurer:
         get the phase-aligned plan on a stepped counter, then auto-sized windows."""
         if rounds is not None:
             return [FixedWindows(self._reader, make_plan(warmup=warmup, rounds=rounds,
-                                                         trials=trials))]
-        auto = AutoWindows(self._reader, trials=trials, max_time_s=max_time_s)
+                                                         trials=trials), trials=trials)]
+        auto = AutoWindows(self._reader, trials=trials, max_time_s=max_time_s,
+                           max_time_default=cover)
         if not self._stepped:
             return [auto]
         aligned = AlignedWindows(self._reader, max_time_s=max_time_s, cover=cover,
                                  sensor_window_s=self._caps.sensor_window_s,
-                                 sleep=self._sleep, rng=self._rng)
+                                 sleep=self._sleep, rng=self._rng, trials=trials)
         return [aligned, auto]
 
     def _warm_up(self, fn: Callable[[], Any], warmup: int, result: EnergyResult) -> Any:
@@ -155,6 +162,16 @@ class Measurer:
             self._reader.synced()
             result.warmup_calls += 1
         return value
+
+    @contextmanager
+    def _watched(self, result: EnergyResult) -> Iterator[None]:
+        """Sample the machine's CPU counters around the measured part: whether other
+        processes kept it busy (a few /proc reads, never inside a window)."""
+        start = self._cpu_probe()
+        try:
+            yield
+        finally:
+            result.add_cpu_usage(cpu_usage(start, self._cpu_probe()))
 
     @contextmanager
     def _isolated(self, result: EnergyResult) -> Iterator[None]:
@@ -205,7 +222,8 @@ class Measurer:
         """Measure the body of a ``with`` block once, as one trial of one call."""
         with self._isolated(result):
             self._prepare(result)
-            yield from self._block(result, items)
+            with self._watched(result):
+                yield from self._block(result, items)
 
     def _block(self, result: EnergyResult, items: float | None) -> Iterator[None]:
         reader = self._reader
@@ -220,3 +238,5 @@ class Measurer:
                       joules=reader.deltas(before, after, elapsed / 1e9),
                       latencies_ns=[elapsed], items=items)
         add_window(result, trial, reader)
+        result.trials_reason = (f"{plural(len(result.trials), 'trial')}: one per "
+                                "energy.measure() block")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pytest_energy.entry import Plan
+from pytest_energy.measure.busy import BUSY_PREFIX, CpuUsage
 from pytest_energy.measure.statistics import STATISTICS, EnergyStats, PlanStatistics
 
 
@@ -100,6 +101,10 @@ class EnergyResult:
     idle_watts: dict[str, float] | None = None  # per domain, when an idle baseline was taken
     # the meter's enforced power limit per domain (None: the meter does not declare one)
     power_limit_w: dict[str, float | None] | None = None
+    # other processes' CPU use and steal over the measured parts (None: /proc unreadable)
+    cpu_usage: CpuUsage | None = None
+    # how many trials the plan gave and why, one sentence (see measure.windows.TrialCount)
+    trials_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.plan = Plan(self.plan)
@@ -183,6 +188,27 @@ class EnergyResult:
     def contaminated(self) -> bool:
         return any(c.startswith("contaminated") for c in self.conditions)
 
+    @property
+    def busy(self) -> bool:
+        """Other processes used a meaningful share of the CPUs (see measure.busy)."""
+        return any(c.startswith(BUSY_PREFIX) for c in self.conditions)
+
+    @property
+    def machine_load(self) -> dict[str, Any] | None:
+        """Other processes' CPU use while measuring, as the JSON report has it."""
+        return None if self.cpu_usage is None else self.cpu_usage.to_dict()
+
+    def add_cpu_usage(self, usage: CpuUsage | None) -> None:
+        """Add one measured part's CPU use and restate the ``busy:`` condition over
+        all parts so far (several ``energy.measure()`` blocks add up)."""
+        if usage is None:
+            return
+        self.cpu_usage = usage if self.cpu_usage is None else self.cpu_usage + usage
+        self.conditions[:] = [c for c in self.conditions if not c.startswith(BUSY_PREFIX)]
+        condition = self.cpu_usage.condition()
+        if condition is not None:
+            self.conditions.append(condition)
+
     # ----- latency ----------------------------------------------------------------
     @property
     def latency_ms(self) -> dict[str, float] | None:
@@ -218,6 +244,7 @@ class EnergyResult:
             "idle_watts": self.idle_watts,
             "conditions": list(self.conditions),
             "contaminated": self.contaminated,
+            "machine_load": self.machine_load,
             "joules_spread": None if stats is None else stats.spread,
             "watts": None if stats is None else stats.watts,
             "power_limit_w": None if self.power_limit_w is None else dict(self.power_limit_w),
@@ -243,4 +270,5 @@ class EnergyResult:
             "invalid_reason": self.invalid_reason,
             "warnings": list(self.warnings),
             "trials": [t.to_dict() for t in self.trials],
+            "trials_reason": self.trials_reason,
         }

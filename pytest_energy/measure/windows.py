@@ -17,6 +17,7 @@ from typing import Any
 from pytest_energy.entry import Plan
 from pytest_energy.measure.reader import MeterReader
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
+from pytest_energy.units import format_duration_ms
 
 # A window should span at least this many counter updates for a useful reading.
 UPDATES_PER_WINDOW = 10
@@ -27,6 +28,9 @@ DEFAULT_MAX_TIME_S = 1.0
 STEPPED_MAX_TIME_S = 2.0
 COARSE_WARNING = "coarse windows:"
 COARSE_FRACTION = 0.5  # warn when a window is shorter than this share of the minimum
+# A suggested max_time leaves this much room over the asked trials' windows: windows of
+# the same call count vary by a few percent, and one short of the budget costs a trial.
+MAX_TIME_MARGIN = 1.1
 
 
 def min_window_s(update_period_s: float) -> float:
@@ -98,6 +102,106 @@ def make_plan(*, warmup: int, rounds: int, trials: int) -> FixedPlan:
     return FixedPlan(warmup, split_rounds(rounds, trials))
 
 
+# ----- how many trials, and why ---------------------------------------------------------
+@dataclass(frozen=True)
+class TrialCount:
+    """How many trials (windows) a plan gives of the ``asked`` ones, and why, in one
+    sentence for the reports. A cut nobody sees makes a regression gate that can never
+    fail look like one that passes, and advice to raise ``--energy-trials`` changes
+    nothing when the measuring time is what ran out: the reason names the setting that
+    decided. ``cut_by_time``: fewer than asked because ``max_time`` was spent, which
+    the result also carries as a warning."""
+
+    got: int
+    asked: int
+    reason: str
+    cut_by_time: bool = False
+
+
+def plural(count: int, word: str) -> str:
+    """``1 call``, ``3 calls``."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def seconds_text(seconds: float) -> str:
+    """``2.65 s``, ``251 ms``: how the reasons print durations."""
+    return format_duration_ms(seconds * 1e3)
+
+
+def budget_text(max_time_s: float, is_default: bool) -> str:
+    """The measuring time as the reasons name it (the user's setting, or the default)."""
+    if is_default:
+        return f"the {seconds_text(max_time_s)} default max_time"
+    return f"max_time={seconds_text(max_time_s)}"
+
+
+def suggest_max_time(seconds: float) -> float:
+    """A max_time (two significant digits, rounded up) that holds ``seconds`` of
+    windows with :data:`MAX_TIME_MARGIN` to spare: ``13.25`` -> ``15``."""
+    needed = max(seconds, 1e-3) * MAX_TIME_MARGIN
+    scale = 10.0 ** (1 - math.floor(math.log10(needed)))
+    return math.ceil(round(needed * scale, 6)) / scale
+
+
+def raise_max_time(asked: int, seconds: float) -> str:
+    """The advice for trials cut by the measuring time: ``--energy-trials`` cannot help
+    there, only a longer max_time can (the marker keyword, the option or the ini)."""
+    value = seconds_text(suggest_max_time(seconds))
+    return (f'raise max_time for {asked} trials, e.g. max_time="{value}" on the marker, '
+            "--energy-max-time or ini energy_max_time")
+
+
+def fixed_trials(plan: FixedPlan, asked: int) -> TrialCount:
+    """Why explicit ``rounds`` gave the plan's trials: the rounds split over the asked
+    trials, or fewer rounds than trials (one call each; what the user set, no warning)."""
+    got, rounds = len(plan.calls_per_trial), plan.measured_calls
+    if got >= asked:
+        sizes = sorted(set(plan.calls_per_trial))
+        calls = "call" if sizes == [1] else "calls"
+        each = "-".join(str(n) for n in sizes)
+        return TrialCount(got, asked, f"{plural(got, 'trial')} of {each} {calls}, as asked "
+                                      f"(trials={asked}, --energy-trials; rounds={rounds})")
+    return TrialCount(got, asked, f"{got} of {asked} trials: rounds={rounds} gives one call "
+                                  "per trial (raise rounds, or leave it auto, for more)")
+
+
+def _why_cut(got: int, calls: int, window_s: float, max_time_s: float, budget: str) -> str:
+    """What filled the measuring time: one long call, or windows of calls."""
+    window = seconds_text(window_s)
+    if calls == 1 and got == 1:
+        if window_s >= max_time_s:
+            return f"one {window} call exceeds {budget}"
+        return f"one {window} call leaves no room for a second window in {budget}"
+    if calls == 1:
+        return f"calls of {window} fill {budget} in {got} windows of 1 call"
+    return f"windows of {calls} calls ({window}) fill {budget} in {plural(got, 'window')}"
+
+
+def auto_trials(first_window_s: float, first_calls: int, *, trials: int, max_time_s: float,
+                default_max_time: bool = False) -> TrialCount:
+    """The auto plan's decision after its calibrating window (``first_calls`` calls in
+    ``first_window_s``): :func:`remaining_trials` more windows of the same calls, and
+    why. With defaults (5 trials, max_time 1 s) a 250 ms call gets 3 trials, a 500 ms
+    call 1 and a 2.65 s call 1: the reason says so and names max_time."""
+    got = 1 + remaining_trials(first_window_s, trials=trials, max_time_s=max_time_s)
+    if got >= trials:
+        return TrialCount(got, trials, f"{plural(got, 'trial')} of "
+                                       f"{plural(first_calls, 'call')}, as asked "
+                                       f"(trials={trials}, --energy-trials)")
+    why = _why_cut(got, first_calls, first_window_s, max_time_s,
+                   budget_text(max_time_s, default_max_time))
+    advice = raise_max_time(trials, trials * first_window_s)
+    return TrialCount(got, trials, f"{got} of {trials} trials: {why} ({advice})",
+                      cut_by_time=True)
+
+
+def record_trials(result: EnergyResult, count: TrialCount) -> None:
+    """Keep the reason on the result; a cut by the measuring time is also a warning."""
+    result.trials_reason = count.reason
+    if count.cut_by_time and count.reason not in result.warnings:
+        result.warnings.append(count.reason)
+
+
 # ----- measuring ----------------------------------------------------------------------
 def run_window(fn: Callable[[], Any], calls: int, reader: MeterReader,
                min_duration_s: float = 0.0) -> tuple[Any, Trial]:
@@ -158,6 +262,7 @@ class FixedWindows:
 
     reader: MeterReader
     plan: FixedPlan
+    trials: int | None = None  # the trials asked (None: as many as the plan has)
     name = Plan.WINDOWS
 
     def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured:
@@ -165,6 +270,8 @@ class FixedWindows:
         for calls in self.plan.calls_per_trial:
             value, trial = run_window(fn, calls, self.reader)
             add_window(result, trial, self.reader)
+        asked = len(self.plan.calls_per_trial) if self.trials is None else self.trials
+        record_trials(result, fixed_trials(self.plan, asked))
         return Measured(value)
 
 
@@ -177,6 +284,7 @@ class AutoWindows:
     reader: MeterReader
     trials: int
     max_time_s: float
+    max_time_default: bool = False  # max_time is the default (the reasons say so)
     name = Plan.WINDOWS
 
     def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured:
@@ -184,8 +292,10 @@ class AutoWindows:
                                  max_time_s=self.max_time_s)
         value, first = run_window(fn, 1, self.reader, min_duration_s=target)
         add_window(result, first, self.reader)
-        more = remaining_trials(first.window_s, trials=self.trials, max_time_s=self.max_time_s)
-        for _ in range(more):
+        count = auto_trials(first.window_s, first.calls, trials=self.trials,
+                            max_time_s=self.max_time_s, default_max_time=self.max_time_default)
+        for _ in range(count.got - 1):
             value, trial = run_window(fn, first.calls, self.reader)
             add_window(result, trial, self.reader)
+        record_trials(result, count)
         return Measured(value)

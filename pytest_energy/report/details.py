@@ -19,7 +19,7 @@ LOCK_WAIT_REPORTED_S = 0.001
 def _how_pooled(entry: Entry) -> str:
     trials = entry.trials
     if entry.plan != Plan.PHASE_ALIGNED:
-        return f"median of {len(trials)} trials;"
+        return f"median of {len(trials)} trial{'' if len(trials) == 1 else 's'};"
     sets = {t.phase_set for t in trials if t.phase_set}
     plural = "s" if len(sets) != 1 else ""
     per = "set" if len(sets) >= 2 else "window"
@@ -54,6 +54,8 @@ def _latency_and_calls(entry: Entry) -> list[str]:
                      f"min {duration(latency.min)}, max {duration(latency.max)}")
     lead_in = f" + {entry.lead_in_calls} lead-in" if entry.lead_in_calls else ""
     lines.append(f"calls: {entry.calls} measured + {entry.warmup_calls} warm-up{lead_in}")
+    if entry.trials_reason:
+        lines.append(f"trials: {entry.trials_reason}")
     settle = entry.warmup_settle
     if settle and settle.watts:
         watts = settle.watts
@@ -82,8 +84,11 @@ def _trial_lines(entry: Entry) -> list[str]:
 
 
 def _context_lines(entry: Entry) -> list[str]:
-    lines = [f"warning: {w}" for w in (*entry.warnings, *entry.verdict_warnings)]
-    lines.extend(f"device: {condition}" for condition in entry.conditions)
+    # a cut in the trials is a warning, already printed as the "trials:" line
+    lines = [f"warning: {w}" for w in (*entry.warnings, *entry.verdict_warnings)
+             if w != entry.trials_reason]
+    lines.extend(condition if condition.startswith("busy:") else f"device: {condition}"
+                 for condition in entry.conditions)
     if entry.dynamic_joules_per_call is not None:
         idle = sum((entry.idle_watts or {}).values())
         lines.append(f"dynamic energy: {format_energy(entry.dynamic_joules_per_call)} per "

@@ -3,11 +3,13 @@
 Ratings depend on the run's groups, which are known only when every test has
 reported; so they are decided here, once, and the rated entries feed every output:
 the per-test "energy" sections (re-rendered), junitxml, the summary, the JSON report,
-the history and the gate, and markdown.
+the history and the gate, and markdown. A gate that fails the session also shows where
+CI looks: in pytest's final line and as a junitxml testcase.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,7 +18,12 @@ from pytest_energy.entry import Entry
 from pytest_energy.meters.loader import merge_descriptions
 from pytest_energy.report.details import details_section
 from pytest_energy.report.jsonreport import build_report, machine_info, write_report
-from pytest_energy.report.junit import add_suite_properties, set_test_ratings
+from pytest_energy.report.junit import (
+    GateOutcome,
+    add_gate_testcases,
+    add_suite_properties,
+    set_test_ratings,
+)
 from pytest_energy.report.summary import meter_lines, render_summary
 from pytest_energy.rightsizing import (
     RightsizingOptions,
@@ -35,6 +42,24 @@ if TYPE_CHECKING:
     from pytest_energy.session import EnergySession
 
 SECTION = "energy"
+# pytest's final line counts each terminal stats key it does not know as "N key"; it
+# pluralises only its own nouns, so the key is chosen by the count.
+REGRESSION_KEYS = ("energy regression", "energy regressions")
+GATE_ERROR_KEY = "energy gate error"  # one per run: the gate could not do its job (exit 3)
+FAILED_KEY = "failed"  # its presence, even empty, makes pytest's final line red
+
+
+@dataclass(frozen=True)
+class GateFinding:
+    """One element of a terminal stats key, for pytest's final line to count.
+
+    Not a test report: without ``duration`` or ``longrepr`` it is passed by
+    ``--durations``, the short test summary and the failure sections, which read only
+    their own keys' reports anyway.
+    """
+
+    nodeid: str
+    what: str
 
 
 class RunReport:
@@ -49,6 +74,7 @@ class RunReport:
         self.carbon = carbon_cost(self.entries, self.options)
         self.hints = hints(self.entries, self.tables, self.options)
         self.json_written: str | None = None
+        self.gate_outcome = GateOutcome()
         self._show_final_ratings()
 
     def _show_final_ratings(self) -> None:
@@ -73,8 +99,10 @@ class RunReport:
         gate = self.session.gate
         if gate is not None:
             gate.extra_markdown = markdown_sections(self.tables, self.carbon, self.hints)
-            compare = gate.finish(self.entries, meter, machine_info())
+            compare = gate.finish(self.entries, meter, machine_info(), session)
+            self.gate_outcome = GateOutcome.of(compare)
             add_suite_properties(session.config, compare)
+            add_gate_testcases(session.config, self.gate_outcome, gate.summary_lines())
             code = gate.exit_status()
             if code is not None and session.exitstatus == 0:
                 session.exitstatus = code
@@ -118,6 +146,32 @@ class RunReport:
         for line in gate_lines:
             terminal.write_line(line, red=line.startswith(
                 ("energy compare FAILED", "pytest-energy:")))
+
+    def count_gate(self, terminal: Any) -> None:
+        """Put a failed or errored gate into pytest's final line (``1 passed, 1 energy
+        regression in 0.12s``, red), by the terminal stats keys that line is built from.
+
+        Through ``_add_stats`` where pytest has it: it also refreshes the line's cached
+        colour and known keys, which a run that stopped early (``-x``) would not
+        recompute. The empty "failed" key only makes the line red: it adds no count and
+        no report.
+        """
+        outcome = self.gate_outcome
+        found: dict[str, list[GateFinding]] = {}
+        names = outcome.regressions
+        if names:
+            key = REGRESSION_KEYS[0] if len(names) == 1 else REGRESSION_KEYS[1]
+            found[key] = [GateFinding(name, "energy regression") for name in names]
+        if outcome.error:
+            found[GATE_ERROR_KEY] = [GateFinding("regression gate", GATE_ERROR_KEY)]
+        if found:
+            found[FAILED_KEY] = []
+        add = getattr(terminal, "_add_stats", None)
+        for key, items in found.items():
+            if callable(add):
+                add(key, items)
+            else:
+                terminal.stats.setdefault(key, []).extend(items)
 
     def _print_tables(self, terminal: Any) -> None:
         encoding = getattr(getattr(terminal, "_tw", None), "encoding", None)
