@@ -5,13 +5,10 @@ pytest (:func:`add_options`), the ``pytest-energy`` CLI builds its mirrored opti
 from the same rows (:func:`add_cli_argument`), and ``docs/options.md`` is generated
 from it (``tools/gen_options_doc.py``), so the three cannot disagree.
 
-Precedence, for every setting: marker > command line > environment > ini > default.
-Only per-test settings have a marker form. Each resolved value remembers where it
-came from, so an error can say "ini option energy_rounds" or "environment variable
-PYTEST_ENERGY_ROUNDS" instead of leaving the user to guess.
-
-This module is imported by every pytest run, even one that measures nothing, so it
-imports only the parsers (no storage, compare, meters or tabulate).
+Precedence: marker (per-test settings only) > command line > environment > ini >
+default. Each resolved value remembers where it came from, so an error can say "ini
+option energy_rounds" instead of leaving the user to guess. Every pytest run imports
+this module, so it imports only the parsers (no storage, compare, meters or tabulate).
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ from pytest_energy.parsers import (
     RATING_RULE_AUTO,
     Parser,
     parse_alpha,
+    parse_baseline_runs,
     parse_bool,
     parse_carbon_intensity,
     parse_choice,
@@ -180,15 +178,21 @@ SETTINGS: tuple[Setting, ...] = (
     _S(GATE, "autosave", parse_bool, False, "store every run in the history (unnamed)",
        flag=True),
     _S(GATE, "compare", parse_compare, None,
-       "compare this run with a stored run: NAME, a run id, or (no value) the latest "
-       "run saved on this machine", metavar="RUN", const="latest"),
+       "compare this run with the baseline: the newest runs saved under NAME on this "
+       "machine (see --energy-baseline-runs), a run id (that run alone: reported, never "
+       "failed), or (no value) the newest runs saved on this machine", metavar="RUN",
+       const="latest"),
     _S(GATE, "compare_fail", parse_thresholds, "joules:10%",
-       "fail the session when a test got worse beyond METRIC:N% or METRIC:+X (J or ms) "
-       "AND significantly (one-sided Mann-Whitney U on per-trial values), e.g. "
+       "fail the session when a test (or the whole run) got worse beyond METRIC:N% or "
+       "METRIC:+X (J or ms) AND beyond the baseline runs' run-to-run spread, e.g. "
        "joules:10%,latency_ms:15%; none = report only (default joules:10%)", metavar="EXPR"),
     _S(GATE, "compare_alpha", parse_alpha, 0.01,
-       "significance level of the compare test (default 0.01; with 5 vs 5 trials the "
-       "smallest possible p is 0.004)", metavar="ALPHA"),
+       "chance that an unchanged run fails the compare, for the whole run (default 0.01)",
+       metavar="ALPHA"),
+    _S(GATE, "baseline_runs", parse_baseline_runs, 10, "the baseline is the newest N runs "
+       "saved under the compared name (for the latest: on this machine); at least 3 are "
+       "needed to measure the run-to-run spread before anything fails (default 10)",
+       metavar="N"),
     _S(GATE, "compare_strict", parse_bool, False,
        "make a missing baseline, or one from other hardware, an error (exit 3) "
        "instead of a warning", flag=True),

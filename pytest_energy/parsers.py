@@ -265,6 +265,14 @@ def parse_thresholds(value: object, *, argument: str) -> tuple[Threshold, ...]:
     return thresholds
 
 
+def parse_baseline_runs(value: object, *, argument: str) -> int:
+    """``--energy-baseline-runs``: how many saved runs form the baseline (1-1000)."""
+    runs = parse_count(value, argument=argument, minimum=1)
+    if runs > 1000:
+        raise EnergyConfigError(f"{argument}={value!r} is not valid: at most 1000 runs")
+    return runs
+
+
 def parse_alpha(value: object, *, argument: str) -> float:
     """``--energy-compare-alpha``: the significance level of the compare test."""
     metrics, _ = _history()

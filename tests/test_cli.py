@@ -65,6 +65,18 @@ def history(tmp_path: Path) -> Path:
     return directory
 
 
+@pytest.fixture
+def gated(tmp_path: Path) -> Path:
+    """Three baseline runs under 'main' (the gate fails nothing with fewer), then pr-7."""
+    directory = tmp_path / "gated"
+    for _ in range(3):
+        save(directory, "main", [entry("tests/test_m.py::test_mlp", STEADY),
+                                 entry("tests/test_m.py::test_cnn", STEADY)])
+    save(directory, "pr-7", [entry("tests/test_m.py::test_mlp", UP),
+                             entry("tests/test_m.py::test_cnn", STEADY)])
+    return directory
+
+
 def run(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(list(args), out=out, err=err)
@@ -100,14 +112,23 @@ def test_unknown_run_and_missing_history_exit_3(history: Path, tmp_path: Path) -
     assert "no results history at" in err and "--energy-save=NAME" in err
 
 
-def test_compare_exit_codes(history: Path) -> None:
-    code, out, _ = run("--storage", str(history), "compare", "main", "2")
+def test_compare_with_one_baseline_run_reports_and_never_fails(history: Path) -> None:
+    code, out, err = run("--storage", str(history), "compare", "main", "pr-7")
+    assert code == 0
+    assert "worse, not significant (joules:10%); not failed: 1 baseline run(s), 3 needed" in out
+    assert "0.00397 (5 vs 5)" in out  # the trial-level comparison, for information
+    assert "the baseline holds 1 run; failing needs at least 3" in err
+
+
+def test_compare_exit_codes(gated: Path) -> None:
+    history = gated
+    code, out, _ = run("--storage", str(history), "compare", "main", "3")
     assert code == 0
     assert "passed: no significant regression" in out
     code, out, _ = run("--storage", str(history), "compare", "main", "pr-7")
     assert code == 1
     assert "tests/test_m.py::test_mlp  J/call" in out and "REGRESSED (joules:10%)" in out
-    assert "+20.0%" in out and "0.00397 (5 vs 5)" in out
+    assert "+20.0%" in out and "(3 runs)" in out and "and 2 earlier run(s)" in out
     assert "FAILED: 1 test(s) regressed: tests/test_m.py::test_mlp" in out
     code, out, _ = run("--storage", str(history), "compare", "main", "pr-7", "--fail", "none")
     assert code == 0 and "report only" in out
@@ -129,12 +150,13 @@ def test_compare_bad_expression_is_a_usage_error(history: Path,
         in capsys.readouterr().err
 
 
-def test_compare_refuses_other_hardware_unless_forced(history: Path) -> None:
+def test_compare_refuses_other_hardware_unless_forced(gated: Path) -> None:
+    history = gated
     other = save(history, "other", [entry("tests/test_m.py::test_mlp", UP)],
                  machine={**HERE, "cpu_model": "Imaginary CPU", "node": "elsewhere"})
     code, _, err = run("--storage", str(history), "compare", "main", str(other))
     assert code == 3
-    assert f"runs #1 'main' and #{other} 'other' come from different hardware: cpu_model:" in err
+    assert f"runs #3 'main' and #{other} 'other' come from different hardware: cpu_model:" in err
     assert "'Imaginary CPU' (this run)" in err and "add --force" in err
     code, out, err = run("--storage", str(history), "compare", "main", str(other), "--force")
     assert code == 1 and "warning" in err and "REGRESSED" in out
@@ -206,8 +228,8 @@ def test_storage_is_found_from_a_subdirectory(history: Path, tmp_path: Path,
     assert code == 0 and "pr-7" in out
 
 
-def test_module_and_console_script_entry_points(history: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pytest_energy", "--storage", str(history),
+def test_module_and_console_script_entry_points(gated: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest_energy", "--storage", str(gated),
                            "compare", "main", "pr-7"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 1, done.stderr

@@ -103,6 +103,17 @@ class Suite:
         run = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
         return run(f"--energy-meter=gate_meters:{meter}", "-p", "no:cacheprovider", *args)
 
+    def baseline(self, energies: str = "", *args: str, name: str = "main", runs: int = 3
+                 ) -> pytest.RunResult:
+        """Save ``runs`` runs under ``name``: the gate fails nothing with fewer than 3,
+        since the run-to-run spread is not measured until then."""
+        result = None
+        for _ in range(runs):
+            result = self.run(energies or STEADY, f"--energy-save={name}", *args)
+            assert result.ret == 0
+        assert result is not None
+        return result
+
     @property
     def db(self) -> Path:
         return self.path / ".energy" / "history.sqlite3"
@@ -127,24 +138,26 @@ def test_save_creates_history_then_compare_passes(suite: Suite) -> None:
     second = suite.run(STEADY, "--energy-compare")
     assert second.ret == 0
     second.stdout.fnmatch_lines([
-        "energy compare: baseline #1 'main' (*), rule: worse beyond joules:10% and one-sided "
-        "Mann-Whitney U p <= 0.01",
+        "energy compare: baseline #1 'main' (*), rule: report only: 1 baseline run(s), at "
+        "least 3 needed before anything fails",
         "compared: 2 unchanged",
         "energy compare passed: no significant regression",
+        "pytest-energy: energy compare: the baseline holds 1 run; failing needs at least 3 *",
     ])
 
 
 def test_regression_fails_the_session_naming_the_test(suite: Suite) -> None:
-    assert suite.run(STEADY, "--energy-save=main").ret == 0
+    suite.baseline()
     result = suite.run(A_PLUS_20, "--energy-compare=main")
     result.assert_outcomes(passed=2)  # the tests pass; the gate fails the session
     assert result.ret == 1
     result.stdout.fnmatch_lines([
-        "*test_model.py::test_a*J/call*1 mJ*1.2 mJ*+20.0%*0.00397 (5 vs 5)*"
-        "REGRESSED (joules:10%)",
+        "energy compare: baseline #3 'main' (*) and 2 earlier run(s), rule: worse beyond "
+        "joules:10% and beyond the run-to-run spread of 3 baseline run(s)*",
+        "*test_model.py::test_a*J/call*1 mJ*1.2 mJ*+20.0%*(3 runs)*REGRESSED (joules:10%)*",
         "compared: 1 regressed, 1 unchanged",
-        "energy compare FAILED: 1 test(s) regressed beyond joules:10% (significant): "
-        "test_model.py::test_a",
+        "energy compare FAILED: 1 regressed beyond joules:10% and the baseline's run-to-run "
+        "spread: test_model.py::test_a",
     ])
     assert "test_b*REGRESSED" not in result.stdout.str()
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
@@ -170,7 +183,7 @@ def test_large_change_without_significance_does_not_fail(suite: Suite) -> None:
 
 
 def test_absolute_threshold_and_report_only(suite: Suite) -> None:
-    suite.run(STEADY, "--energy-save=main")
+    suite.baseline()
     below = suite.run(A_PLUS_20, "--energy-compare", "--energy-compare-fail=joules:+0.5mJ")
     assert below.ret == 0  # +0.2 mJ is under an absolute +0.5 mJ threshold
     report_only = suite.run(A_PLUS_20, "--energy-compare", "--energy-compare-fail=none")
@@ -229,7 +242,7 @@ def test_baseline_from_other_hardware_is_refused_saying_what_differs(suite: Suit
 
 
 def test_hostname_and_python_do_not_block_a_comparison(suite: Suite) -> None:
-    suite.run(STEADY, "--energy-save=main")
+    suite.baseline()
     with sqlite3.connect(suite.db) as connection:
         machine = json.loads(connection.execute("SELECT machine FROM runs").fetchone()[0])
         machine.update(node="ci-runner-7f3a", python="3.10.0")
@@ -278,16 +291,18 @@ def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
     assert suite.db.read_bytes() == before
 
 
-def test_autosave_compares_with_the_previous_run(suite: Suite) -> None:
-    assert suite.run(STEADY, "--energy-autosave").ret == 0
+def test_autosave_compares_with_the_previous_runs(suite: Suite) -> None:
+    for _ in range(3):
+        assert suite.run(STEADY, "--energy-autosave").ret == 0
     result = suite.run(A_PLUS_20, "--energy-autosave", "--energy-compare")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["energy compare: baseline #1 (*", "*saved run #2 (2 tests*"])
+    result.stdout.fnmatch_lines(["energy compare: baseline #3 (*) and 2 earlier run(s)*",
+                                 "*saved run #4 (2 tests*"])
 
 
 def test_markdown_report_and_github_step_summary(suite: Suite,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    suite.run(STEADY, "--energy-save=main")
+    suite.baseline()
     step_summary = suite.path / "step_summary.md"
     step_summary.write_text("previous step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
@@ -297,9 +312,8 @@ def test_markdown_report_and_github_step_summary(suite: Suite,
     assert text.startswith("## Energy summary\n")
     assert "| `test_model.py::test_a` | 1.2 mJ | - |" in text
     assert "## Energy comparison: FAILED" in text
-    assert "Baseline: run #1 `main`" in text
-    assert ("| `test_model.py::test_a` | joules | 1 mJ | 1.2 mJ | +20.0% | 0.00397 | regressed |"
-            in text)
+    assert "Baseline: run #3 `main`" in text
+    assert "| `test_model.py::test_a` | joules | 1 mJ | 1.2 mJ | +20.0% | 0 | regressed |" in text
     assert "test_b` | joules" not in text  # unchanged tests are counted, not listed
     assert step_summary.read_text() == "previous step\n" + text + "\n"
     result.stdout.fnmatch_lines(["energy markdown report: reports*energy.md",
@@ -307,17 +321,19 @@ def test_markdown_report_and_github_step_summary(suite: Suite,
 
 
 def test_json_report_carries_the_compare_results(suite: Suite) -> None:
-    suite.run(STEADY, "--energy-save=main")
+    suite.baseline()
     suite.run(A_PLUS_20, "--energy-compare", "--energy-json=report.json")
     compare = json.loads((suite.path / "report.json").read_text())["compare"]
     assert {key: compare[key] for key in ("status", "regressions", "thresholds",
                                           "exit_status")} == {
         "status": "failed", "regressions": ["test_model.py::test_a"],
         "thresholds": ["joules:10%"], "exit_status": 1}
-    assert compare["baseline"]["name"] == "main"
+    assert compare["baseline"]["name"] == "main" and compare["baseline"]["runs"] == [3, 2, 1]
+    assert compare["baseline_runs"] == 3 and compare["shifts"] == []  # 2 tests: no shift
     (metric,) = {t["nodeid"]: t for t in compare["tests"]}["test_model.py::test_a"]["metrics"]
     assert (metric["verdict"], metric["change_rel"], metric["p_value"]) == (
-        "regressed", pytest.approx(0.2), pytest.approx(1 / 252))
+        "regressed", pytest.approx(0.2), 0.0)  # the baseline runs agree exactly
+    assert metric["n_baseline"] == 3 and metric["detectable"] == pytest.approx(0.1)
 
 
 def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) -> None:
@@ -332,7 +348,7 @@ def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) ->
 
 
 def test_junitxml_suite_properties_carry_the_compare_verdict(suite: Suite) -> None:
-    assert suite.run(STEADY, "--energy-save=main", "--junitxml=base.xml").ret == 0
+    suite.baseline(STEADY, "--junitxml=base.xml")
     base = ET.parse(suite.path / "base.xml")
     assert not [p for p in base.iter("property") if p.get("name", "").startswith(
         "energy_compare")]  # no compare asked: nothing claimed
@@ -343,7 +359,7 @@ def test_junitxml_suite_properties_carry_the_compare_verdict(suite: Suite) -> No
                    .find("properties").iter("property")]
     props = dict(suite_props)
     assert props["energy_compare_status"] == "failed"
-    assert props["energy_compare_baseline"] == "#1 'main'"
+    assert props["energy_compare_baseline"] == "#3 'main'"
     assert props["energy_compare_regressions"] == "1"
     assert ("energy_compare_regressed", "test_model.py::test_a") in suite_props
     assert "1 regressed" in props["energy_compare_counts"]
@@ -408,11 +424,11 @@ def test_ini_options_are_resolved_from_the_rootdir(suite: Suite) -> None:
 
 def test_xdist_controller_compares_a_serial_baseline(suite: Suite) -> None:
     pytest.importorskip("xdist")
-    suite.run(STEADY, "--energy-save=main")
-    result = suite.run(A_PLUS_20, "-n", "2", "--energy-compare", "--energy-save=pr")
+    suite.baseline()
+    result = suite.run(A_PLUS_20, "-n", "2", "--energy-compare=main", "--energy-save=pr")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*test_a*REGRESSED (joules:10%)*",
-                                 "*saved run #2 'pr' (2 tests*"])
+                                 "*saved run #4 'pr' (2 tests*"])
 
 
 # ----- what enters the history: complete runs only, with their status ------------------------
@@ -484,13 +500,15 @@ def test_stopped_early_is_not_saved_but_a_failed_run_is_saved_as_failed(suite: S
     failed = suite.run(STEADY, "--energy-autosave")
     assert failed.ret == 1  # a failing test still makes a complete run
     failed.stdout.fnmatch_lines(["energy history: saved run #1 (2 tests, *, failed) to *"])
+    for _ in range(2):
+        assert suite.run(STEADY, "--energy-autosave", "-k", "not zz").ret == 0
     regressed = suite.run(A_PLUS_20, "--energy-autosave", "--energy-compare", "-k", "not zz")
     assert regressed.ret == 1
-    regressed.stdout.fnmatch_lines(["energy history: saved run #2 (2 tests, *, regressed) to *"])
+    regressed.stdout.fnmatch_lines(["energy history: saved run #4 (2 tests, *, regressed) to *"])
     with sqlite3.connect(suite.db) as connection:
         statuses = connection.execute("SELECT status FROM runs ORDER BY id").fetchall()
     connection.close()
-    assert statuses == [("failed",), ("regressed",)]
+    assert statuses == [("failed",), ("passed",), ("passed",), ("regressed",)]
 
 
 # ----- the gate object on its own (what the plugin calls) ------------------------------------
@@ -531,10 +549,13 @@ def test_gate_compares_before_saving(tmp_path: Path) -> None:
     first.finish([_entry("t::a", [1, 1.01, 0.99, 1, 1])], {}, MACHINE)
     assert first.result["status"] == "no baseline"  # never compared with itself
     assert first.exit_status() is None
-    second = RegressionGate(storage_dir=tmp_path, autosave=True, compare="latest", environ={})
-    second.finish([_entry("t::a", [1.2, 1.21, 1.19, 1.2, 1.2])], {}, MACHINE)
-    assert second.result["status"] == "failed" and second.exit_status() == 1
-    assert second.result["baseline"]["id"] == 1 and second.result["saved"]["id"] == 2
+    for _ in range(2):
+        RegressionGate(storage_dir=tmp_path, autosave=True, environ={}).finish(
+            [_entry("t::a", [1, 1.01, 0.99, 1, 1])], {}, MACHINE)
+    fourth = RegressionGate(storage_dir=tmp_path, autosave=True, compare="latest", environ={})
+    fourth.finish([_entry("t::a", [1.2, 1.21, 1.19, 1.2, 1.2])], {}, MACHINE)
+    assert fourth.result["status"] == "failed" and fourth.exit_status() == 1
+    assert fourth.result["baseline"]["runs"] == [3, 2, 1] and fourth.result["saved"]["id"] == 4
 
 
 @pytest.mark.parametrize(

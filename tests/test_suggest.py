@@ -218,35 +218,37 @@ def _a_line(result: pytest.RunResult) -> str:
 
 
 def test_suggestions_learn_from_passing_runs_only(run: Any, pytester: pytest.Pytester) -> None:
-    assert run(STEADY, "--energy-save=main").ret == 0  # passed
+    for _ in range(3):  # the gate needs 3 baseline runs before it fails anything
+        assert run(STEADY, "--energy-save=main").ret == 0  # passed
     assert run(A_SLOWER, "--energy-compare=main", "--energy-autosave").ret == 1  # regressed
     assert run("a=2000;*=1", "--energy-autosave").ret == 1  # 2 J > 1 J budget: failed
     result = run(STEADY, "--energy-suggest-budgets=budgets.json")
     assert result.ret == 0
     result.stdout.fnmatch_lines([
-        "energy budget suggestions (p95 of per-trial values x 1.2, from this run and 1 "
+        "energy budget suggestions (p95 of per-trial values x 1.2, from this run and 3 "
         "earlier complete, passing run(s) on this machine; up to 10 runs per test; failed, "
         "regressed and interrupted runs are never used):"])
-    # 1 mJ in both runs used; the regressed 1.2 mJ or failed 2 J would show in the p95
+    # 1 mJ in every run used; the regressed 1.2 mJ or failed 2 J would show in the p95
     assert _a_line(result) == ('  test_model.py::test_a: @pytest.mark.energy_budget('
-                               'joules="1.2 mJ")  # joules budget 1 J <1% used; 10 trials, '
-                               '2 run(s)')
+                               'joules="1.2 mJ")  # joules budget 1 J <1% used; 20 trials, '
+                               '4 run(s)')
     data = json.loads((pytester.path / "budgets.json").read_text())
-    assert data["runs"] == {"current": True, "why_not_current": None, "earlier_runs": 1}
+    assert data["runs"] == {"current": True, "why_not_current": None, "earlier_runs": 3}
     assert {s["nodeid"] for s in data["suggestions"]} == {
         "test_model.py::test_a", "test_model.py::test_predict[b1]",
         "test_model.py::test_predict[b8]"}
 
 
 def test_a_regressed_run_does_not_teach_its_own_budgets(run: Any) -> None:
-    assert run(STEADY, "--energy-save=main").ret == 0
+    for _ in range(3):  # the gate needs 3 baseline runs before it fails anything
+        assert run(STEADY, "--energy-save=main").ret == 0
     result = run(A_SLOWER, "--energy-compare=main", "--energy-suggest-budgets",
                  "--energy-json=report.json")
     assert result.ret == 1
     result.stdout.fnmatch_lines([
-        "energy budget suggestions (*from 1 earlier complete, passing run(s) on this machine; "
+        "energy budget suggestions (*from 3 earlier complete, passing run(s) on this machine; "
         "this run is not used: its compare found a regression; *"])
-    assert _a_line(result).endswith("5 trials, 1 run(s)")
+    assert _a_line(result).endswith("15 trials, 3 run(s)")
     assert '"1.2 mJ"' in _a_line(result)  # from the baseline's 1 mJ, not this run's 1.2
 
 

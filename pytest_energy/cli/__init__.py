@@ -57,7 +57,8 @@ STORAGE_NOTE = (" [env PYTEST_ENERGY_STORAGE, ini energy_storage; when neither i
 # Options-table rows the CLI mirrors: row name -> (subcommand, or "" for global; flag).
 # A mirrored subcommand option left out takes its row's default (the plugin's default).
 CLI_MIRRORS = {"storage": ("", "--storage"), "compare_fail": ("compare", "--fail"),
-               "compare_alpha": ("compare", "--alpha")}
+               "compare_alpha": ("compare", "--alpha"),
+               "baseline_runs": ("compare", "--baseline-runs")}
 
 
 def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _fill_table_defaults(args: argparse.Namespace) -> None:
     """A mirrored option left out takes its row's default, parsed by its row's parser."""
     for name, (command, flag) in CLI_MIRRORS.items():
-        dest = flag.lstrip("-")
+        dest = flag.lstrip("-").replace("-", "_")
         if command and args.command == command and getattr(args, dest) is None:
             setting = SETTINGS_BY_NAME[name]
             setattr(args, dest, setting.parse(setting.default, argument=setting.name))

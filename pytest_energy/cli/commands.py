@@ -22,23 +22,17 @@ from pytest_energy.cli.base import (
 )
 from pytest_energy.cli.plot import check_output, draw_history, draw_run, pyplot, save_figure
 from pytest_energy.entry import Entry
-from pytest_energy.history.compare import (
-    CompareVerdict,
-    TestComparison,
-    compare_entries,
-    comparison_summary,
-    with_verdict,
-)
+from pytest_energy.history.compare import comparison_summary
+from pytest_energy.history.gate_compare import Decision, baseline_runs, decide, load, shift_lines
 from pytest_energy.history.machine import (
     cpu_model,
     fingerprint,
     identity_differences,
     machine_identity,
 )
-from pytest_energy.history.metrics import METRICS, Metric, Threshold, format_thresholds
+from pytest_energy.history.metrics import METRICS, Metric, Threshold
 from pytest_energy.history.runs import RunInfo, prune_candidates
 from pytest_energy.history.schema import SCHEMA_VERSION
-from pytest_energy.history.stats import SIGNIFICANCE_TEST
 from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
 from pytest_energy.report.jsonreport import atomic_write_text, machine_info
 
@@ -169,36 +163,44 @@ class Cli:
         self.err.write(f"pytest-energy: warning: {message}\n")
 
     def compare(self, args: argparse.Namespace) -> int:
+        """B against the baseline A: the newest --baseline-runs runs of A's name saved
+        before B (A alone when A is a run id), judged like the plugin's gate."""
         thresholds: tuple[Threshold, ...] = args.fail
         with self.open() as storage:
             base = self.resolve(storage, args.baseline)
             new = self.resolve(storage, args.current)
             self._check_same_hardware(base, new, args.force)
-            comparisons = compare_entries(
-                storage.entries(base.id), storage.entries(new.id), thresholds, args.alpha,
-                baseline_meters=storage.meter_identities(base.id),
-                current_meters=storage.meter_identities(new.id))
-        regressed = with_verdict(comparisons, CompareVerdict.REGRESSED)
-        failed = bool(regressed and thresholds)
+            runs = [r for r in baseline_runs(storage, base, args.baseline, 1000)
+                    if r.id < new.id][:args.baseline_runs] or [base]
+            decision = decide(load(storage, runs), storage.entries(new.id), new.machine,
+                              storage.meter_identities(new.id), thresholds, args.alpha,
+                              base.label)
+        failed = bool(decision.regressed and thresholds)
         if args.json:
             self.print(json.dumps({
                 "baseline": base.to_dict(), "current": new.to_dict(),
+                "baseline_runs": [r.id for r in runs],
                 "thresholds": [t.text for t in thresholds], "alpha": args.alpha,
-                "test": SIGNIFICANCE_TEST, "tests": [c.to_dict() for c in comparisons],
-                "regressions": regressed, "failed": failed}, indent=2))
+                **decision.result, "regressions": decision.regressed, "failed": failed},
+                indent=2))
         else:
-            self._print_comparison(args, base, new, comparisons)
-            self.print(_verdict_line(regressed, failed))
+            self._print_comparison(args, base, new, decision, len(runs))
+            self.print(_verdict_line(decision.regressed, failed))
         return EXIT_REGRESSION if failed else EXIT_OK
 
     def _print_comparison(self, args: argparse.Namespace, base: RunInfo, new: RunInfo,
-                          comparisons: list[TestComparison]) -> None:
-        self.print(f"baseline {base.label} ({base.created}, {base.commit_label}) -> "
+                          decision: Decision, runs: int) -> None:
+        earlier = f" and {runs - 1} earlier run(s)" if runs > 1 else ""
+        self.print(f"baseline {base.label} ({base.created}, {base.commit_label}){earlier} -> "
                    f"{new.label} ({new.created}, {new.commit_label})")
-        self.print(f"rule: worse beyond {format_thresholds(args.fail)} and {SIGNIFICANCE_TEST} "
-                   f"p <= {args.alpha:g}")
-        for line in comparison_summary(comparisons, notable_only=not args.all, nothing="nothing"):
+        self.print(f"rule: {decision.result.get('rule')}")
+        for line in comparison_summary(decision.comparisons, notable_only=not args.all,
+                                       nothing="nothing"):
             self.print(line)
+        for line in shift_lines(decision.result):
+            self.print(line)
+        if decision.message:
+            self.err.write(f"warning: {decision.message}\n")
 
     def history(self, args: argparse.Namespace) -> int:
         metric = METRICS[args.metric]

@@ -90,6 +90,9 @@ class MetricComparison:
     verdict: CompareVerdict = CompareVerdict.NO_DATA
     exceeded: list[str] = field(default_factory=list)  # thresholds passed (either way)
     note: str | None = None
+    # run-level comparisons (history.runlevel): n_baseline counts runs, not trials
+    detectable: float | None = None  # smallest relative regression that could fail here
+    own_change_rel: float | None = None  # the change beside the run's common shift
 
     @property
     def change(self) -> float | None:
@@ -118,6 +121,7 @@ class MetricComparison:
             "p_regress": self.p_regress, "p_improve": self.p_improve,
             "p_value": self.p_value, "n_baseline": self.n_baseline, "n_current": self.n_current,
             "verdict": self.verdict.value, "thresholds": list(self.exceeded), "note": self.note,
+            "detectable": self.detectable, "own_change_rel": self.own_change_rel,
         }
 
 
@@ -242,7 +246,7 @@ class _Judge:
             name, metric.value(base), metric.value(entry), metric.trial_values(base),
             metric.trial_values(entry), [t for t in self.thresholds if t.metric == name],
             self.alpha)
-        disturbed = _disturbance(base, entry)
+        disturbed = disturbance(base, entry)
         if disturbed is not None and result.verdict == CompareVerdict.REGRESSED:
             # Another process drew power or CPU time during the windows: not evidence
             # enough to fail (a busy neighbour must never fail a passing change).
@@ -254,7 +258,7 @@ class _Judge:
 BUSY_PREFIX = "busy:"  # a busy machine's condition: pytest_energy.measure.busy.BUSY_PREFIX
 
 
-def _disturbance(base: Entry, entry: Entry) -> str | None:
+def disturbance(base: Entry, entry: Entry) -> str | None:
     """Why a regression of this test is no evidence (the note of a ``worse,
     contaminated`` verdict): other processes on the device, or a busy machine, while
     either side was measured. None when both were measured undisturbed."""
@@ -317,8 +321,15 @@ def _metric_row(nodeid: str, metric: MetricComparison) -> list[str]:
     rel, p = metric.change_rel, metric.p_value
     return [nodeid, shown.label, shown.format(metric.baseline), shown.format(metric.current),
             "-" if rel is None else f"{rel * 100:+.1f}%",
-            "-" if p is None else f"{p:.3g} ({metric.n_baseline} vs {metric.n_current})",
+            "-" if p is None else f"{p:.3g} ({_sample(metric)})",
             _verdict_text(metric)]
+
+
+def _sample(metric: MetricComparison) -> str:
+    """What the p value was computed from: baseline runs, or trials of both runs."""
+    if metric.detectable is not None:
+        return f"{metric.n_baseline} runs"
+    return f"{metric.n_baseline} vs {metric.n_current}"
 
 
 def comparison_rows(comparisons: Iterable[TestComparison], *, notable_only: bool = True

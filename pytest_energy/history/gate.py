@@ -38,15 +38,8 @@ import pytest
 from pytest_energy._version import __version__
 from pytest_energy.entry import Entry
 from pytest_energy.history.baseline import find_baseline
-from pytest_energy.history.compare import (
-    CompareStatus,
-    CompareVerdict,
-    TestComparison,
-    compare_entries,
-    count_verdicts,
-    with_status,
-    with_verdict,
-)
+from pytest_energy.history.compare import TestComparison
+from pytest_energy.history.gate_compare import baseline_runs, decide, load
 from pytest_energy.history.gate_config import gate_arguments
 from pytest_energy.history.gate_text import (
     HISTORY_RUNS_FOR_SUGGESTIONS,
@@ -67,6 +60,7 @@ from pytest_energy.history.machine import (
     with_cpu_model,
 )
 from pytest_energy.history.metrics import Threshold, default_thresholds
+from pytest_energy.history.runlevel import BaselineRun
 from pytest_energy.history.runs import LATEST, PASSED, NewRun, RunInfo, SessionOutcome
 from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
 from pytest_energy.history.suggest import MarkerSuggestion, suggest_markers
@@ -93,7 +87,8 @@ class RegressionGate:
 
     def __init__(self, *, storage_dir: Path, save: str | None = None, autosave: bool = False,
                  compare: str | None = None, thresholds: Sequence[Threshold] | None = None,
-                 alpha: float = 0.01, strict: bool = False, suggest: str | None = None,
+                 alpha: float = 0.01, baseline_runs: int = 10, strict: bool = False,
+                 suggest: str | None = None,
                  margin: float = 1.2, markdown: str | None = None,
                  rootdir: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.storage_dir = storage_dir
@@ -103,6 +98,7 @@ class RegressionGate:
         self.thresholds: tuple[Threshold, ...] = (
             default_thresholds() if thresholds is None else tuple(thresholds))
         self.alpha = alpha
+        self.baseline_runs = baseline_runs
         self.strict = strict
         self.suggest = suggest
         self.margin = margin
@@ -244,16 +240,17 @@ class RegressionGate:
             baseline = self._baseline_for(storage, run)
             if storage is None or baseline is None:
                 return
-            base_entries = storage.entries(baseline.id)
-            base_ids = storage.meter_identities(baseline.id)
+            runs = baseline_runs(storage, baseline, self.compare or LATEST, self.baseline_runs)
+            loaded = load(storage, runs)
         except StorageError as exc:
             self.result["status"] = "error"
             self._error(str(exc))
             return
-        self._judge(baseline, base_entries, base_ids, run)
+        self.result["baseline"]["runs"] = [r.id for r in runs]
+        self._judge(baseline, loaded, run)
 
     def _baseline_for(self, storage: Storage | None, run: _Run) -> RunInfo | None:
-        """The usable baseline, or None after saying why there is none."""
+        """The newest usable baseline run, or None after saying why there is none."""
         lookup = find_baseline(storage, self.compare or LATEST, run.fingerprint, run.machine,
                                str(self.result["storage"]))
         if lookup.run is not None:  # also a refused one: the report names it
@@ -267,25 +264,21 @@ class RegressionGate:
             return None
         return lookup.run
 
-    def _judge(self, baseline: RunInfo, base_entries: Sequence[Entry],
-               base_ids: Mapping[str, str], run: _Run) -> None:
-        """Compare with the baseline's entries and decide: passed, failed or refused."""
-        self.comparisons = compare_entries(base_entries, run.entries, self.thresholds,
-                                           self.alpha, baseline_meters=base_ids,
-                                           current_meters=run.meter_ids)
-        self.result["tests"] = [c.to_dict() for c in self.comparisons]
-        self.result["counts"] = count_verdicts(self.comparisons)
+    def _judge(self, baseline: RunInfo, runs: Sequence[BaselineRun], run: _Run) -> None:
+        """Judge this run against the baseline runs and decide: passed, failed, refused."""
+        decision = decide(runs, run.entries, run.machine, run.meter_ids, self.thresholds,
+                          self.alpha, baseline.label)
+        self.comparisons = decision.comparisons
+        self.result.update(decision.result)
         self.result["notes"] = noted_differences(baseline.machine, run.machine, baseline.meter,
                                                  run.meter)
-        compared = with_status(self.comparisons, CompareStatus.COMPARED)
-        refused = with_status(self.comparisons, CompareStatus.NOT_COMPARABLE)
-        if refused and not compared:
-            self._refuse(f"baseline {baseline.label}: {refused[0].reason}")
+        if decision.message:
+            self.messages.append(decision.message)
+        if decision.refused:
+            self._refuse(decision.refused)
             return
-        regressed = with_verdict(compared, CompareVerdict.REGRESSED)
-        self.result["regressions"] = regressed
-        self.result["improvements"] = with_verdict(compared, CompareVerdict.IMPROVED)
-        if regressed and self.fail_enabled:
+        self.result["regressions"] = decision.regressed
+        if decision.regressed and self.fail_enabled:
             self.result["status"] = "failed"
             self._exit = max(self._exit or 0, EXIT_REGRESSION)
         else:

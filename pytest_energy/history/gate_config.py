@@ -19,7 +19,7 @@ from pytest_energy.options import GATE_SETTINGS, Resolved, resolve_setting, reso
 from pytest_energy.parsers import parse_thresholds
 
 # Given on the command line without --energy-compare, these are a mistake worth stopping for.
-_NEEDS_COMPARE = ("compare_fail", "compare_strict", "compare_alpha")
+_NEEDS_COMPARE = ("compare_fail", "compare_strict", "compare_alpha", "baseline_runs")
 # Any of these set turns the gate on.
 _ACTIVATING = ("save", "autosave", "compare", "suggest_budgets", "markdown")
 
@@ -43,6 +43,7 @@ def gate_arguments(config: pytest.Config, environ: Mapping[str, str] | None = No
         "save": values["save"].value, "autosave": bool(values["autosave"].value),
         "compare": values["compare"].value, "thresholds": thresholds,
         "alpha": float(values["compare_alpha"].value),
+        "baseline_runs": int(values["baseline_runs"].value),
         "strict": bool(values["compare_strict"].value),
         "suggest": values["suggest_budgets"].value,
         "margin": float(values["suggest_margin"].value),

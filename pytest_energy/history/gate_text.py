@@ -21,6 +21,7 @@ from pytest_energy.history.compare import (
     comparison_summary,
     counts_text,
 )
+from pytest_energy.history.gate_compare import shift_lines
 from pytest_energy.history.metrics import Threshold, format_thresholds
 from pytest_energy.history.runs import RunInfo, why_not_passing
 from pytest_energy.history.stats import SIGNIFICANCE_TEST
@@ -62,8 +63,8 @@ def initial_result(*, storage: str, fingerprint: str, identity: dict[str, Any],
                    requested: bool) -> dict[str, Any]:
     """The JSON "compare" dict before the gate did anything: every key is there, so a
     reader of the JSON report never has to guess which ones a run left out."""
-    rule = (f"a test fails when it is worse beyond {format_thresholds(thresholds)} "
-            f"and a {SIGNIFICANCE_TEST} gives p <= {alpha:g}"
+    rule = (f"worse beyond {format_thresholds(thresholds)} and beyond the baseline runs' "
+            f"run-to-run spread (alpha {alpha:g})"
             if thresholds else "report only (--energy-compare-fail=none)")
     return {
         "requested": requested, "status": "not requested", "storage": storage,
@@ -82,10 +83,12 @@ def compare_lines(result: Mapping[str, Any], baseline: RunInfo | None,
     """The compare section of the terminal summary (nothing when no comparison was made)."""
     if baseline is None or result.get("status") not in _DECIDED:
         return []
+    runs = int(result.get("baseline_runs") or 1)
+    earlier = f" and {runs - 1} earlier run(s)" if runs > 1 else ""
     lines = [f"energy compare: baseline {baseline.label} ({baseline.created}, "
-             f"{baseline.commit_label}), rule: worse beyond {format_thresholds(thresholds)} "
-             f"and one-sided Mann-Whitney U p <= {alpha:g}"]
+             f"{baseline.commit_label}){earlier}, rule: {result.get('rule')}"]
     lines.extend(comparison_summary(comparisons))
+    lines.extend(shift_lines(result))
     lines.extend(f"not compared: {c.nodeid}: {c.reason}" for c in comparisons
                  if c.status == CompareStatus.NOT_COMPARABLE)
     lines.extend(f"note: changed since the baseline: {note}"
@@ -102,8 +105,9 @@ def _conclusion(result: Mapping[str, Any], baseline: RunInfo,
         return (f"energy compare: nothing compared: no test measured in both this run "
                 f"and {baseline.label}")
     if regressed and thresholds:
-        return (f"energy compare FAILED: {len(regressed)} test(s) regressed beyond "
-                f"{format_thresholds(thresholds)} (significant): " + ", ".join(regressed))
+        return (f"energy compare FAILED: {len(regressed)} regressed beyond "
+                f"{format_thresholds(thresholds)} and the baseline's run-to-run spread: "
+                + ", ".join(regressed))
     if regressed:
         return (f"energy compare: {len(regressed)} test(s) regressed (report only, "
                 "--energy-compare-fail=none)")

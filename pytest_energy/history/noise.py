@@ -119,6 +119,18 @@ class _Baseline:
         return cls(len(runs), means, _own_spreads(runs, means, shifts), shift_sigma)
 
 
+Thresholds = float | Mapping[str, float]
+
+
+def _for(threshold: Thresholds, name: str) -> float:
+    """The relative threshold of one test; the shift's is the median of the tests'."""
+    if not isinstance(threshold, Mapping):
+        return threshold
+    if name in threshold:
+        return threshold[name]
+    return statistics.median(threshold.values()) if threshold else 0.0
+
+
 def _detectable(sigma: float, df: float, level: float, threshold: float) -> float:
     """Smallest relative change that is significant at ``level`` and beyond ``threshold``."""
     return max(threshold, math.exp(t_critical(level, df) * sigma) - 1.0)
@@ -132,9 +144,9 @@ def _movement(name: str, change: float, total: float, sigma: float, df: float,
                     _detectable(sigma, df, level, threshold))
 
 
-def _holm(movements: list[Movement], alpha: float, threshold: float) -> list[Movement]:
-    """Mark the movements that are significant under Holm's method and beyond the
-    threshold (a movement under the threshold still takes its place in the order)."""
+def _holm(movements: list[Movement], alpha: float, threshold: Thresholds) -> list[Movement]:
+    """Mark the movements that are significant under Holm's method and beyond their
+    threshold (a movement under its threshold still takes its place in the order)."""
     order = sorted(range(len(movements)), key=lambda i: movements[i].p_value)
     rejected: set[int] = set()
     for rank, index in enumerate(order):
@@ -142,7 +154,7 @@ def _holm(movements: list[Movement], alpha: float, threshold: float) -> list[Mov
             break
         rejected.add(index)
     return [Movement(m.name, m.change, m.total_change, m.p_value, m.detectable,
-                     regressed=i in rejected and m.change >= threshold)
+                     regressed=i in rejected and m.change >= _for(threshold, m.name))
             for i, m in enumerate(movements)]
 
 
@@ -156,11 +168,12 @@ def _relative_to(runs: list[dict[str, float]], reference: str | None) -> list[di
 
 
 def judge_run(baseline: Sequence[Mapping[str, float]], current: Mapping[str, float], *,
-              threshold: float = 0.10, alpha: float = 0.01,
+              threshold: Thresholds = 0.10, alpha: float = 0.01,
               reference: str | None = None) -> RunJudgement:
     """Judge ``current`` (test -> run-level value) against ``baseline`` runs (the same).
 
-    ``threshold`` is the smallest relative increase that counts (0.10 = 10%); ``alpha``
+    ``threshold`` is the smallest relative increase that counts (0.10 = 10%), or one
+    per test (the common shift then takes the median of them); ``alpha``
     the chance, per run, that an unchanged run fails. ``reference`` names a workload
     that no code change touches (measured in every run): values are then taken
     relative to it, which removes the machine's drift from the common shift, so a
@@ -180,7 +193,7 @@ def judge_run(baseline: Sequence[Mapping[str, float]], current: Mapping[str, flo
 
 
 def _movements(fit: _Baseline, deviations: Mapping[str, float], separate: bool,
-               threshold: float, alpha: float) -> list[Movement]:
+               threshold: Thresholds, alpha: float) -> list[Movement]:
     """The tests' own movements (Holm at alpha/2) and the common shift (at alpha/2).
 
     Alpha is split between the shift and the tests (Bonferroni), so a whole-suite
@@ -190,11 +203,11 @@ def _movements(fit: _Baseline, deviations: Mapping[str, float], separate: bool,
     level = test_alpha / len(deviations)  # Holm's worst case, for "detects >= x%"
     inflate = math.sqrt(1.0 + 1.0 / fit.runs)
     movements = _holm([_movement(t, change - shift, change, fit.spreads[t][0] * inflate,
-                                 fit.spreads[t][1], level, threshold)
+                                 fit.spreads[t][1], level, _for(threshold, t))
                        for t, change in deviations.items()], test_alpha, threshold)
     if separate:
         movements += _holm([_movement(COMMON_SHIFT, shift, shift, fit.shift_sigma * inflate,
-                                      fit.runs - 1.0, alpha / 2, threshold)],
+                                      fit.runs - 1.0, alpha / 2, _for(threshold, COMMON_SHIFT))],
                            alpha / 2, threshold)
     return movements
 
