@@ -135,14 +135,14 @@ class EnergySession:
     # other plugins' sessionfinish (junitxml writes its file there)
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Describe the tests' meters, finish the reports, then close the meters.
+
+        The meters close last because the gate's reference workload is measured with
+        the session's pool inside the reports (creating it where no test measured, as
+        on the xdist controller); they are described first, so the run's meters are the
+        tests' meters whatever the reference used."""
         if self.pool is not None:
-            self.described = self.pool.describe()  # before closing the meters
-            self.report_errors.extend(self.pool.close())
-            for cleanup in self.cleanups:
-                cleanup()
-            workeroutput = getattr(session.config, "workeroutput", None)
-            if workeroutput is not None:  # xdist worker: send fingerprints to the controller
-                workeroutput["pytest_energy_meters"] = self.described
+            self.described = self.pool.describe()
         try:
             run_report = self._run_report()
             if run_report is not None:
@@ -151,6 +151,20 @@ class EnergySession:
             self.report_errors.append(f"could not finish the energy reports: "
                                       f"{type(exc).__name__}: {exc}")
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        finally:
+            self._close_meters(session)
+
+    def _close_meters(self, session: pytest.Session) -> None:
+        """Close the meters, run the cleanups, and on an xdist worker send the meters'
+        fingerprints to the controller."""
+        if self.pool is None:
+            return
+        self.report_errors.extend(self.pool.close())
+        for cleanup in self.cleanups:
+            cleanup()
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # xdist worker
+            workeroutput["pytest_energy_meters"] = self.described
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run_report = self.run_report

@@ -19,9 +19,9 @@ from pytest_energy.entry import Outcome, Verdict
 from pytest_energy.errors import EnergyBudgetExceeded, EnergyConfigError, EnergyVerdictWarning
 from pytest_energy.fixture import EnergyFixture
 from pytest_energy.measure import Measurer
+from pytest_energy.measure.reference import session_pool
 from pytest_energy.meters.base import MeterError
 from pytest_energy.meters.loader import MeterPool
-from pytest_energy.meters.locks import register_process, unregister_process
 from pytest_energy.options import MARKER_NAME
 from pytest_energy.report.details import details_section, user_properties
 from pytest_energy.session import (
@@ -36,14 +36,9 @@ from pytest_energy.state import ItemState, build_entry, finish_item
 
 
 def meter_pool(session: EnergySession) -> MeterPool:
-    """The session's meters, created on the first test that needs one."""
-    if session.pool is None:
-        register_process()
-        session.cleanups.append(unregister_process)
-        config = session.config
-        session.pool = MeterPool(config.meter, watts_per_core=config.estimate_watts_per_core,
-                                 require_hardware=config.require_hardware)
-    return session.pool
+    """The session's meters, created on the first test that needs one (the same pool
+    the reference workload uses at the end of a gated run)."""
+    return session_pool(session)
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> Any:

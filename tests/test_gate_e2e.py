@@ -607,3 +607,46 @@ def test_help_lists_the_gate_options(pytester: pytest.Pytester) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*--energy-compare=*RUN*", "*--energy-compare-fail=*",
                                  "*joules:10%,latency_ms:15%*", "*energy_storage (string):*"])
+
+
+# ----- the run-level model: the common shift of a whole run ----------------------------------
+
+MORE_TESTS = textwrap.dedent(
+    """
+    import pytest
+    import gate_meters
+
+    @pytest.mark.energy_budget(rounds=5, trials=5, warmup=0)
+    def test_c():
+        gate_meters.tick("test_c")
+
+    @pytest.mark.energy_budget(rounds=5, trials=5, warmup=0)
+    def test_d():
+        gate_meters.tick("test_d")
+    """
+)
+
+
+def test_a_whole_suite_regression_fails_as_the_run_s_common_shift(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_more=MORE_TESTS)
+    suite.baseline("*=1,1.01,0.99,1,1", "--energy-json=base.json")
+    result = suite.run("*=1.5", "--energy-compare=main", "--energy-json=report.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "common shift of the run*: joules +50.0% (p 0, detects >= 10%; regressed)",
+        "energy compare FAILED: 1 regressed beyond joules:10% and the baseline's run-to-run "
+        "spread: whole run"])
+    compare = json.loads((suite.path / "report.json").read_text())["compare"]
+    (shift,) = compare["shifts"]
+    assert shift["verdict"] == "regressed" and shift["change_rel"] == pytest.approx(0.5)
+    assert compare["regressions"] == ["whole run"]  # no test moved against the rest
+
+
+def test_a_slower_machine_alone_is_within_the_baseline_spread(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_more=MORE_TESTS)
+    for scale in ("1", "1.2", "0.9"):  # the baseline runs' machine drifted by 30%
+        assert suite.run(f"*={scale}", "--energy-save=main").ret == 0
+    result = suite.run("*=1.15", "--energy-compare=main", "--energy-json=report.json")
+    assert result.ret == 0
+    (shift,) = json.loads((suite.path / "report.json").read_text())["compare"]["shifts"]
+    assert shift["verdict"] == "unchanged" and shift["detectable"] > 0.3

@@ -172,7 +172,8 @@ class Cli:
             self._check_same_hardware(base, new, args.force)
             runs = [r for r in baseline_runs(storage, base, args.baseline, 1000)
                     if r.id < new.id][:args.baseline_runs] or [base]
-            decision = decide(load(storage, runs), storage.entries(new.id), new.machine,
+            decision = decide(load(storage, runs, new.machine), storage.entries(new.id),
+                              new.machine,
                               storage.meter_identities(new.id), thresholds, args.alpha,
                               base.label)
         failed = bool(decision.regressed and thresholds)

@@ -241,7 +241,7 @@ class RegressionGate:
             if storage is None or baseline is None:
                 return
             runs = baseline_runs(storage, baseline, self.compare or LATEST, self.baseline_runs)
-            loaded = load(storage, runs)
+            loaded = load(storage, runs, run.machine)
         except StorageError as exc:
             self.result["status"] = "error"
             self._error(str(exc))

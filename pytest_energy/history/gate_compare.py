@@ -62,10 +62,12 @@ def baseline_runs(storage: Storage, newest: RunInfo, ref: str, k: int) -> list[R
                         complete_only=True) or [newest]
 
 
-def load(storage: Storage, runs: Sequence[RunInfo]) -> list[BaselineRun]:
-    """Each baseline run's entries, meter identities and reference value."""
+def load(storage: Storage, runs: Sequence[RunInfo], machine: Mapping[str, Any]
+         ) -> list[BaselineRun]:
+    """Each baseline run's entries, meter identities and reference value (kept only
+    when it is the same workload and meter as this run's, in ``machine``)."""
     return [BaselineRun(storage.entries(run.id), storage.meter_identities(run.id),
-                        reference_value(run.machine)) for run in runs]
+                        reference_value(run.machine, machine)) for run in runs]
 
 
 def decide(runs: Sequence[BaselineRun], entries: Sequence[Entry], machine: Mapping[str, Any],

@@ -59,10 +59,20 @@ class RunVerdict:
         return any(shift["verdict"] == CompareVerdict.REGRESSED.value for shift in self.shifts)
 
 
-def reference_value(machine: Mapping[str, Any]) -> float | None:
-    """The reference workload's J/call recorded with a run (None when absent)."""
+def reference_value(machine: Mapping[str, Any], like: Mapping[str, Any] | None = None
+                    ) -> float | None:
+    """The reference workload's J/call recorded with a run; None when absent, or when
+    it is not the same workload measured by the same meter as ``like``'s (values of
+    another workload or meter say nothing about this one)."""
     reference = machine.get("reference")
-    value = reference.get("joules_per_call") if isinstance(reference, Mapping) else None
+    if not isinstance(reference, Mapping):
+        return None
+    if like is not None:
+        other = like.get("reference")
+        if not isinstance(other, Mapping) or any(
+                reference.get(key) != other.get(key) for key in ("workload", "meter")):
+            return None
+    value = reference.get("joules_per_call")
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_energy.entry import Entry
+from pytest_energy.measure.reference import measure_reference, session_pool
 from pytest_energy.meters.loader import merge_descriptions
 from pytest_energy.report.details import details_section
 from pytest_energy.report.jsonreport import build_report, machine_info, write_report
@@ -74,6 +75,7 @@ class RunReport:
         self.carbon = carbon_cost(self.entries, self.options)
         self.hints = hints(self.entries, self.tables, self.options)
         self.json_written: str | None = None
+        self.reference: dict[str, Any] | None = None  # measured when the gate runs
         self.gate_outcome = GateOutcome()
         self._show_final_ratings()
 
@@ -96,18 +98,37 @@ class RunReport:
         """The gate (history, compare, markdown) and the JSON report."""
         meter = self.meters_described()
         compare = None
-        gate = self.session.gate
-        if gate is not None:
-            gate.extra_markdown = markdown_sections(self.tables, self.carbon, self.hints)
-            compare = gate.finish(self.entries, meter, machine_info(), session)
-            self.gate_outcome = GateOutcome.of(compare)
-            add_suite_properties(session.config, compare)
-            add_gate_testcases(session.config, self.gate_outcome, gate.summary_lines())
-            code = gate.exit_status()
-            if code is not None and session.exitstatus == 0:
-                session.exitstatus = code
+        if self.session.gate is not None:
+            compare = self._run_gate(session, meter)
         if self.session.config.json_path:
             self._write_json(session, meter, compare)
+
+    def _run_gate(self, session: pytest.Session, meter: dict[str, Any]) -> dict[str, Any]:
+        """Measure the reference workload, then run the gate with it in the machine dict
+        (stored with a saved run, so every baseline carries its reference)."""
+        gate = self.session.gate
+        assert gate is not None
+        # only a run that is saved or compared uses it (the gate may only write markdown)
+        self.reference = self._reference() if gate.saving or gate.compare else None
+        machine = {**machine_info(), "reference": self.reference}
+        gate.extra_markdown = markdown_sections(self.tables, self.carbon, self.hints)
+        compare = gate.finish(self.entries, meter, machine, session)
+        self.gate_outcome = GateOutcome.of(compare)
+        add_suite_properties(session.config, compare)
+        add_gate_testcases(session.config, self.gate_outcome, gate.summary_lines())
+        code = gate.exit_status()
+        if code is not None and session.exitstatus == 0:
+            session.exitstatus = code
+        return compare
+
+    def _reference(self) -> dict[str, Any] | None:
+        """The reference workload's energy (see :mod:`pytest_energy.measure.reference`),
+        measured once per run on the process that runs the gate, with the session's
+        meters; ``None`` on an xdist worker, which never runs the gate."""
+        if self.session.is_worker:
+            return None
+        return measure_reference(session_pool(self.session),
+                                 read_timeout_s=self.session.config.read_timeout)
 
     def _write_json(self, session: pytest.Session, meter: dict[str, Any],
                     compare: dict[str, Any] | None) -> None:
@@ -119,6 +140,8 @@ class RunReport:
                            "hints": self.hints})
             if compare is not None:
                 report["compare"] = compare
+            if self.reference is not None:
+                report["reference"] = self.reference
             self.json_written = str(write_report(path, report))
         except (OSError, ValueError, TypeError) as exc:
             self.session.report_errors.append(
