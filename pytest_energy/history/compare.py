@@ -1,22 +1,16 @@
-"""Comparing a run with a baseline: one verdict per test and metric.
+"""Comparing a run with one baseline run, trial by trial: one verdict per test and metric.
 
-Everything here is a pure function of :class:`~pytest_energy.entry.Entry` objects, so
-the plugin, the ``pytest-energy`` CLI and ``bench/verdicts.py`` share one verdict.
+Everything here is a pure function of :class:`~pytest_energy.entry.Entry` objects. It is
+the gate's comparison **for information** when the baseline holds fewer than 3 runs
+(then nothing fails: see :mod:`pytest_energy.history.gate_compare`); from 3 runs on the
+run-level model of :mod:`pytest_energy.history.runlevel` decides, producing the same
+records, so the tables, the JSON and the markdown read both alike.
 
-**The rule.** A test *regressed* on a metric when both hold:
-
-1. the change of the metric's median exceeds a threshold (``joules:10%`` relative,
-   ``joules:+0.5`` absolute, see :mod:`pytest_energy.history.metrics`), and
-2. the difference is significant given both runs' trial spread: a **one-sided exact
-   Mann-Whitney U test** on the per-trial values (J/call of each window, ...) gives
-   p <= alpha (default 0.01, see :mod:`pytest_energy.history.stats`).
-
-Why both: the threshold alone fails on noisy machines (a 10% threshold with CV 10% per
-trial would fail an unchanged test about one run in six); the test alone fails on
-tiny, real but irrelevant changes, and at alpha = 0.01 it still fails about one
-unchanged test in a hundred. Together, with 5 trials per run and CV 3%, an unchanged
-test fails about once in 10^5 runs and a 20% regression is detected in more than 99.9%
-of runs (``python bench/verdicts.py``).
+The trial rule: a test is *worse* on a metric when the change of its median exceeds a
+threshold (``joules:10%``, ``joules:+0.5``, see :mod:`pytest_energy.history.metrics`)
+and a one-sided exact Mann-Whitney U test on the per-trial values gives p <= alpha
+(:mod:`pytest_energy.history.stats`). Within-run trials say nothing about the drift
+between runs, which is why this rule alone never fails a build.
 
 A test is compared only when both runs measured it validly (:attr:`Entry.is_measured`)
 with the same meter (see :mod:`pytest_energy.history.machine`).
