@@ -12,6 +12,7 @@ common shift.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +43,11 @@ class BaselineRun:
     entries: Sequence[Entry]
     meter_ids: Mapping[str, str] = field(default_factory=dict)
     reference: float | None = None
+
+    @functools.cached_property
+    def by_nodeid(self) -> dict[str, Entry]:
+        """The entries by test id: lookups stay linear in the suite's size."""
+        return {entry.nodeid: entry for entry in self.entries}
 
 
 @dataclass
@@ -97,8 +103,8 @@ def _status(entry: Entry, runs: Sequence[BaselineRun], current_ids: Mapping[str,
             ) -> tuple[CompareStatus, str | None]:
     if not entry.is_measured:
         return CompareStatus.NOT_MEASURED, "not measured in this run"
-    measured = [run for run in runs if any(e.nodeid == entry.nodeid and e.is_measured
-                                           for e in run.entries)]
+    measured = [run for run in runs if (base := run.by_nodeid.get(entry.nodeid)) is not None
+                and base.is_measured]
     if len(measured) < 2:
         return CompareStatus.NEW, (f"measured in {len(measured)} of the {len(runs)} "
                                    "baseline runs (2 needed)")
@@ -180,7 +186,8 @@ class _RunJudge:
         return per_run, now, means
 
     def _disturbed(self, entry: Entry) -> str | None:
-        bases = [e for run in self.runs for e in run.entries if e.nodeid == entry.nodeid]
+        bases = [base for run in self.runs
+                 if (base := run.by_nodeid.get(entry.nodeid)) is not None]
         return next((d for d in (disturbance(b, entry) for b in bases) if d), None)
 
     def judge(self, name: str, compared: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ critical value from bisection on it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 _EPS = 1e-14
@@ -56,6 +57,7 @@ def t_sf(t: float, df: float) -> float:
     return tail if t > 0 else 1.0 - tail
 
 
+@functools.lru_cache(maxsize=256)  # a suite's tests mostly share alpha and df
 def t_critical(alpha: float, df: float) -> float:
     """The t with P(T > t) = alpha (one-sided), by bisection on :func:`t_sf`."""
     if not 0.0 < alpha < 0.5:
