@@ -397,3 +397,17 @@ def test_the_real_proc_parses() -> None:
     start = cpu_sample(Path("/proc"))  # the figures are the machine's: only their shape
     assert start is not None and start.cpus >= 1 and start.total > start.running >= 0
     assert cpu_usage(start, cpu_sample(Path("/proc"))) is not None
+
+
+def test_an_expected_over_budget_failure_is_not_waived_on_a_busy_machine(
+        busy_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiving it would make xfail(strict=True) an XPASS that fails the build."""
+    monkeypatch.setenv("FAKE_NEIGHBOURS", "1.7")
+    busy_suite.makepyfile(test_neighbours=BUSY_SUITE.replace(
+        "@pytest.mark.energy_budget",
+        "@pytest.mark.xfail(raises=EnergyBudgetExceeded, strict=True)\n"
+        "@pytest.mark.energy_budget").replace(
+        "import pytest\n", "import pytest\nfrom pytest_energy import EnergyBudgetExceeded\n"))
+    result = busy_suite.runpytest("--energy-meter=energy_test_meters:StepMeter")
+    result.assert_outcomes(xfailed=1)
+    assert result.ret == 0

@@ -7,7 +7,10 @@ import random
 
 import pytest
 
+from pytest_energy.entry import Entry, Spread, TrialRecord
+from pytest_energy.history.metrics import parse_compare_fail
 from pytest_energy.history.noise import COMMON_SHIFT, MIN_BASELINE_RUNS, judge_run
+from pytest_energy.history.runlevel import BaselineRun, judge_runs
 from pytest_energy.history.tdist import incomplete_beta, t_critical, t_sf
 
 
@@ -91,3 +94,36 @@ def test_a_reference_workload_tells_a_whole_suite_regression_from_a_slow_machine
     assert verdict.shift is not None and verdict.shift.regressed
     slower = {name: value * 1.5 for name, value in _runs(rng, 1, 9)[0].items()}
     assert judge_run(baseline, slower, reference="t8").regressed == []
+
+
+def _entries(scale: float, *, conditions: tuple[str, ...] = (), cv: float = 0.01
+             ) -> list[Entry]:
+    return [Entry(nodeid=f"t::{name}", valid=True, joules_per_call=scale,
+                  conditions=conditions, joules_spread=Spread(scale, scale, cv),
+                  trials=tuple(TrialRecord(1, 0.1, {"d": scale}) for _ in range(5)))
+            for name in "abcd"]
+
+
+def test_a_busy_run_s_common_shift_is_inconclusive_not_a_regression() -> None:
+    runs = [BaselineRun(_entries(1.0)) for _ in range(3)]
+    quiet = judge_runs(runs, _entries(1.5), parse_compare_fail("joules:10%"), 0.01)
+    assert quiet.shift_regressed
+    busy = judge_runs(runs, _entries(1.5, conditions=("busy: other processes used 1.8 of 2 "
+                                                      "CPUs while measuring",)),
+                      parse_compare_fail("joules:10%"), 0.01)
+    (shift,) = busy.shifts
+    assert not busy.shift_regressed and shift["verdict"] == "worse, contaminated"
+    assert "machine busy" in shift["note"]
+
+
+def test_a_run_noisier_than_its_baseline_is_judged_with_its_own_noise() -> None:
+    runs = [BaselineRun([*_entries(1.0)[:3], e]) for e in
+            (_entries(v)[3] for v in (1.0, 1.01, 0.99))]
+    current = [*_entries(1.0)[:3], _entries(1.2, cv=0.4)[3]]  # +20%, but its trials spread 40%
+    verdict = judge_runs(runs, current, parse_compare_fail("joules:10%"), 0.01)
+    (noisy,) = [c for c in verdict.comparisons if c.nodeid == "t::d"]
+    assert noisy.metrics[0].verdict != "regressed"
+    steady = [*_entries(1.0)[:3], _entries(1.2, cv=0.01)[3]]
+    (caught,) = [c for c in judge_runs(runs, steady, parse_compare_fail("joules:10%"), 0.01)
+                 .comparisons if c.nodeid == "t::d"]
+    assert caught.metrics[0].verdict == "regressed"

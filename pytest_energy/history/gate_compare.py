@@ -126,7 +126,8 @@ def shift_lines(result: Mapping[str, Any]) -> list[str]:
     lines = []
     for shift in result.get("shifts") or []:
         against = " against the reference workload" if shift["relative_to_reference"] else ""
+        note = f"; {shift['note']}" if shift.get("note") else ""
         lines.append(f"{COMMON_SHIFT[1:-1]}{against}: {shift['metric']} "
                      f"{shift['change_rel'] * 100:+.1f}% (p {shift['p_value']:.3g}, detects "
-                     f">= {shift['detectable'] * 100:.0f}%; {shift['verdict']})")
+                     f">= {shift['detectable'] * 100:.0f}%; {shift['verdict']}{note})")
     return lines

@@ -169,7 +169,8 @@ def _relative_to(runs: list[dict[str, float]], reference: str | None) -> list[di
 
 def judge_run(baseline: Sequence[Mapping[str, float]], current: Mapping[str, float], *,
               threshold: Thresholds = 0.10, alpha: float = 0.01,
-              reference: str | None = None) -> RunJudgement:
+              reference: str | None = None,
+              current_noise: Mapping[str, float] | None = None) -> RunJudgement:
     """Judge ``current`` (test -> run-level value) against ``baseline`` runs (the same).
 
     ``threshold`` is the smallest relative increase that counts (0.10 = 10%), or one
@@ -177,7 +178,10 @@ def judge_run(baseline: Sequence[Mapping[str, float]], current: Mapping[str, flo
     the chance, per run, that an unchanged run fails. ``reference`` names a workload
     that no code change touches (measured in every run): values are then taken
     relative to it, which removes the machine's drift from the common shift, so a
-    whole-suite regression can be told from a slower machine.
+    whole-suite regression can be told from a slower machine. ``current_noise`` gives,
+    per test, the relative standard error of this run's own value (from its trials'
+    spread): a run noisier than its baseline is judged with that noise added, so one
+    noisy run cannot pass for a regression.
     """
     runs = _relative_to([_logs(run) for run in baseline], reference)
     current_runs = _relative_to([_logs(current)], reference)
@@ -188,12 +192,13 @@ def judge_run(baseline: Sequence[Mapping[str, float]], current: Mapping[str, flo
     separate = len(names) >= MIN_TESTS_FOR_SHIFT
     fit = _Baseline.fit(runs, names, separate)
     movements = _movements(fit, {t: now[t] - fit.means[t] for t in names}, separate,
-                           threshold, alpha)
+                           threshold, alpha, current_noise or {})
     return RunJudgement(fit.runs, tuple(movements), separate)
 
 
 def _movements(fit: _Baseline, deviations: Mapping[str, float], separate: bool,
-               threshold: Thresholds, alpha: float) -> list[Movement]:
+               threshold: Thresholds, alpha: float, noise: Mapping[str, float]
+               ) -> list[Movement]:
     """The tests' own movements (Holm at alpha/2) and the common shift (at alpha/2).
 
     Alpha is split between the shift and the tests (Bonferroni), so a whole-suite
@@ -202,7 +207,8 @@ def _movements(fit: _Baseline, deviations: Mapping[str, float], separate: bool,
     test_alpha = alpha / 2 if separate else alpha
     level = test_alpha / len(deviations)  # Holm's worst case, for "detects >= x%"
     inflate = math.sqrt(1.0 + 1.0 / fit.runs)
-    movements = _holm([_movement(t, change - shift, change, fit.spreads[t][0] * inflate,
+    movements = _holm([_movement(t, change - shift, change,
+                                 math.hypot(fit.spreads[t][0] * inflate, noise.get(t, 0.0)),
                                  fit.spreads[t][1], level, _for(threshold, t))
                        for t, change in deviations.items()], test_alpha, threshold)
     if separate:

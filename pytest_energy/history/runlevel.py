@@ -141,11 +141,33 @@ def _metric(name: str, movement: Movement, baseline: float, current: float, runs
                             own_change_rel=movement.change)
 
 
-def _shift_record(name: str, movement: Movement, reference: bool) -> dict[str, Any]:
+def _shift_record(name: str, movement: Movement, reference: bool, disturbed: str | None
+                  ) -> dict[str, Any]:
+    """The run's common shift; a busy or contended run's shift is never a regression (a
+    busy neighbour slows every test at once)."""
     verdict = CompareVerdict.REGRESSED if movement.regressed else CompareVerdict.UNCHANGED
+    if disturbed is not None and movement.regressed:
+        verdict = CompareVerdict.WORSE_CONTAMINATED
     return {"metric": name, "change_rel": movement.change, "p_value": movement.p_value,
             "detectable": movement.detectable, "verdict": verdict.value,
-            "relative_to_reference": reference}
+            "relative_to_reference": reference,
+            "note": disturbed if verdict == CompareVerdict.WORSE_CONTAMINATED else None}
+
+
+def _standard_error(entry: Entry) -> float:
+    """The relative standard error of an entry's median J/call, from its trials' CV
+    (the median of n values has about 1.25 x the mean's standard error)."""
+    spread, values = entry.joules_spread, len(entry.trials)
+    if spread is None or spread.cv is None or values < 2:
+        return 0.0
+    return 1.2533 * spread.cv / math.sqrt(values)
+
+
+def _excess_noise(entry: Entry, bases: Sequence[Entry]) -> float:
+    """How much noisier this run's value is than the baseline runs' typical value (their
+    own noise is already in the run-to-run spread): 0 for a run as quiet as they were."""
+    typical = statistics.median([_standard_error(b) for b in bases]) if bases else 0.0
+    return math.sqrt(max(0.0, _standard_error(entry) ** 2 - typical ** 2))
 
 
 def _geometric_means(per_run: Sequence[Mapping[str, float]], tests: Iterable[str]
@@ -185,10 +207,17 @@ class _RunJudge:
             now[REFERENCE] = self.reference
         return per_run, now, means
 
+    def _bases(self, nodeid: str) -> list[Entry]:
+        return [base for run in self.runs if (base := run.by_nodeid.get(nodeid)) is not None]
+
+    def _run_disturbed(self) -> str | None:
+        """Why this run's common shift is no evidence: any test of it measured while
+        the machine was busy or the device contended."""
+        return next((d for d in (disturbance(e, e) for e in self.entries) if d), None)
+
     def _disturbed(self, entry: Entry) -> str | None:
-        bases = [base for run in self.runs
-                 if (base := run.by_nodeid.get(entry.nodeid)) is not None]
-        return next((d for d in (disturbance(b, entry) for b in bases) if d), None)
+        return next((d for d in (disturbance(b, entry) for b in self._bases(entry.nodeid))
+                     if d), None)
 
     def judge(self, name: str, compared: Sequence[str]) -> None:
         thresholds = [t for t in self.thresholds if t.metric == name]
@@ -196,12 +225,16 @@ class _RunJudge:
             return
         per_run, now, means = self._values(name, compared)
         relative = _relative_thresholds(thresholds, means)
-        verdict = judge_run(per_run, now, threshold=relative, alpha=self.alpha,
-                            reference=REFERENCE if self.reference is not None else None)
         entries = {e.nodeid: e for e in self.entries}
+        noise = {t: _excess_noise(entries[t], self._bases(t)) for t in means} if name in (
+            "joules", "joules_per_item") else {}
+        verdict = judge_run(per_run, now, threshold=relative, alpha=self.alpha,
+                            reference=REFERENCE if self.reference is not None else None,
+                            current_noise=noise)
         for movement in verdict.movements:
             if movement.name == COMMON_SHIFT:
-                self.shifts.append(_shift_record(name, movement, self.reference is not None))
+                self.shifts.append(_shift_record(name, movement, self.reference is not None,
+                                                 self._run_disturbed()))
                 continue
             self.by_test.setdefault(movement.name, []).append(_metric(
                 name, movement, means[movement.name], now[movement.name], len(self.runs),
