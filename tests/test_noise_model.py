@@ -127,3 +127,12 @@ def test_a_run_noisier_than_its_baseline_is_judged_with_its_own_noise() -> None:
     (caught,) = [c for c in judge_runs(runs, steady, parse_compare_fail("joules:10%"), 0.01)
                  .comparisons if c.nodeid == "t::d"]
     assert caught.metrics[0].verdict == "regressed"
+
+
+def test_tests_too_noisy_for_their_threshold_are_listed() -> None:
+    noisy = [0.7, 1.3, 1.0]  # t::d swings 30% between baseline runs; the others agree
+    runs = [BaselineRun([*_entries(1.0)[:3], _entries(v)[3]]) for v in noisy]
+    verdict = judge_runs(runs, _entries(1.0), parse_compare_fail("joules:10%"), 0.01)
+    assert [u["nodeid"] for u in verdict.undetectable] == ["t::d"]
+    (found,) = verdict.undetectable
+    assert found["detectable"] > 0.3 and found["threshold"] == pytest.approx(0.1)

@@ -39,6 +39,7 @@ from pytest_energy.history.storage import Storage
 
 TEST = "Student's t on run-level values (common shift apart, Holm across tests)"
 WHOLE_RUN = "whole run"  # how a regressed common shift is named among the regressions
+SHOWN = 5  # tests named in the "noise hides the threshold" line
 
 
 @dataclass
@@ -85,7 +86,8 @@ def decide(runs: Sequence[BaselineRun], entries: Sequence[Entry], machine: Mappi
     rule = (RULE.format(thresholds=format_thresholds(thresholds), runs=verdict.baseline_runs,
                         alpha=alpha) if thresholds else "report only (--energy-compare-fail=none)")
     decision.result.update(baseline_runs=verdict.baseline_runs, shifts=verdict.shifts,
-                           reference_used=verdict.reference_used, rule=rule, test=TEST)
+                           reference_used=verdict.reference_used, rule=rule, test=TEST,
+                           undetectable=verdict.undetectable)
     return decision
 
 
@@ -122,8 +124,9 @@ def _informative(newest: BaselineRun, entries: Sequence[Entry], meter_ids: Mappi
 
 
 def shift_lines(result: Mapping[str, Any]) -> list[str]:
-    """``common shift of the run: joules +12.0% (p 0.2, detects >= 35%)`` per metric."""
-    lines = []
+    """``common shift of the run: joules +12.0% (p 0.2, detects >= 35%)`` per metric,
+    then the tests whose noise hides their threshold."""
+    lines = _undetectable_lines(result.get("undetectable") or [])
     for shift in result.get("shifts") or []:
         against = " against the reference workload" if shift["relative_to_reference"] else ""
         note = f"; {shift['note']}" if shift.get("note") else ""
@@ -131,3 +134,15 @@ def shift_lines(result: Mapping[str, Any]) -> list[str]:
                      f"{shift['change_rel'] * 100:+.1f}% (p {shift['p_value']:.3g}, detects "
                      f">= {shift['detectable'] * 100:.0f}%; {shift['verdict']}{note})")
     return lines
+
+
+def _undetectable_lines(found: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line naming the tests too noisy for their threshold (the noisiest first)."""
+    if not found:
+        return []
+    worst = sorted(found, key=lambda u: -u["detectable"])
+    named = ", ".join(f"{u['nodeid']} {u['metric']} detects >= {u['detectable'] * 100:.0f}% "
+                      f"(threshold {u['threshold'] * 100:.0f}%)" for u in worst[:SHOWN])
+    more = f" and {len(worst) - SHOWN} more" if len(worst) > SHOWN else ""
+    return [f"noise hides the threshold for {len(worst)} test(s): {named}{more}; save more "
+            "baseline runs or measure longer (max_time) to see smaller regressions"]

@@ -59,6 +59,9 @@ class RunVerdict:
     baseline_runs: int
     reference_used: bool
     note: str | None = None
+    # tests whose measured noise hides their threshold: {nodeid, metric, detectable,
+    # threshold} (a regression just beyond the threshold could not fail there)
+    undetectable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def shift_regressed(self) -> bool:
@@ -193,6 +196,7 @@ class _RunJudge:
             run.reference is not None for run in runs) else None
         self.by_test: dict[str, list[MetricComparison]] = {}
         self.shifts: list[dict[str, Any]] = []
+        self.undetectable: list[dict[str, Any]] = []
 
     def _values(self, name: str, compared: Sequence[str]
                 ) -> tuple[list[dict[str, float]], dict[str, float], dict[str, float]]:
@@ -209,6 +213,12 @@ class _RunJudge:
 
     def _bases(self, nodeid: str) -> list[Entry]:
         return [base for run in self.runs if (base := run.by_nodeid.get(nodeid)) is not None]
+
+    def _note_undetectable(self, metric: str, movement: Movement, threshold: float) -> None:
+        if movement.detectable > threshold * 1.0001:
+            self.undetectable.append({"nodeid": movement.name, "metric": metric,
+                                      "detectable": movement.detectable,
+                                      "threshold": threshold})
 
     def _run_disturbed(self) -> str | None:
         """Why this run's common shift is no evidence: any test of it measured while
@@ -236,6 +246,7 @@ class _RunJudge:
                 self.shifts.append(_shift_record(name, movement, self.reference is not None,
                                                  self._run_disturbed()))
                 continue
+            self._note_undetectable(name, movement, relative[movement.name])
             self.by_test.setdefault(movement.name, []).append(_metric(
                 name, movement, means[movement.name], now[movement.name], len(self.runs),
                 relative[movement.name], thresholds, self.alpha, max(1, len(means)),
@@ -256,7 +267,8 @@ def judge_runs(runs: Sequence[BaselineRun], entries: Sequence[Entry],
     for name in dict.fromkeys(t.metric for t in judge.thresholds):
         judge.judge(name, compared)
     comparisons = _comparisons(entries, statuses, judge.by_test) + _gone(runs[0], entries)
-    return RunVerdict(comparisons, judge.shifts, len(runs), judge.reference is not None)
+    return RunVerdict(comparisons, judge.shifts, len(runs), judge.reference is not None,
+                      undetectable=judge.undetectable)
 
 
 def _gone(newest: BaselineRun, entries: Sequence[Entry]) -> list[TestComparison]:

@@ -86,8 +86,10 @@ def _baseline_lines(compare: Mapping[str, Any]) -> list[str]:
     if not baseline:
         return []
     commit = baseline.get("commit")
+    runs = int(compare.get("baseline_runs") or 1)
     return ["Baseline: run #" + str(baseline.get("id"))
             + (f" `{baseline.get('name')}`" if baseline.get("name") else "")
+            + (f" and {runs - 1} earlier run(s)" if runs > 1 else "")
             + f", {baseline.get('created')}"
             + (f", commit `{commit[:10]}`" if commit else "")
             + (" (dirty)" if baseline.get("dirty") else ""), ""]
