@@ -312,8 +312,9 @@ def test_markdown_report_and_github_step_summary(suite: Suite,
     assert text.startswith("## Energy summary\n")
     assert "| `test_model.py::test_a` | 1.2 mJ | - |" in text
     assert "## Energy comparison: FAILED" in text
-    assert "Baseline: run #3 `main`" in text
-    assert "| `test_model.py::test_a` | joules | 1 mJ | 1.2 mJ | +20.0% | 0 | regressed |" in text
+    assert "Baseline: run #3 `main` and 2 earlier run(s)" in text
+    assert ("| `test_model.py::test_a` | joules | 1 mJ | 1.2 mJ | +20.0% | 0 | regressed | "
+            ">= 10% |") in text
     assert "test_b` | joules" not in text  # unchanged tests are counted, not listed
     assert step_summary.read_text() == "previous step\n" + text + "\n"
     result.stdout.fnmatch_lines(["energy markdown report: reports*energy.md",

@@ -74,11 +74,17 @@ def compare_rows(compare: Mapping[str, Any], verdicts: Sequence[str]) -> list[li
                 rows.append([f"`{test.get('nodeid')}`", str(metric.get("metric")),
                              _value(metric, "baseline"), _value(metric, "current"),
                              _change(metric), _p(metric.get("p_value")),
-                             str(metric.get("verdict"))])
+                             str(metric.get("verdict")), _detects(metric.get("detectable"))])
     return rows
 
 
-COMPARE_HEADERS = ["test", "metric", "baseline", "this run", "change", "p", "verdict"]
+def _detects(detectable: object) -> str:
+    """The smallest regression the gate could detect for this test (run-level only)."""
+    return f">= {detectable * 100:.0f}%" if isinstance(detectable, (int, float)) else "-"
+
+
+COMPARE_HEADERS = ["test", "metric", "baseline", "this run", "change", "p", "verdict",
+                   "detects"]
 
 
 def _baseline_lines(compare: Mapping[str, Any]) -> list[str]:
@@ -108,6 +114,21 @@ def _verdict_tables(compare: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _shift_and_noise_lines(compare: Mapping[str, Any]) -> list[str]:
+    """The run's common shift, and the tests whose noise hides their threshold."""
+    lines = []
+    for shift in compare.get("shifts") or []:
+        lines += [f"Common shift of the run ({shift.get('metric')}): "
+                  f"{(shift.get('change_rel') or 0) * 100:+.1f}%, {shift.get('verdict')} "
+                  f"(detects {_detects(shift.get('detectable'))})", ""]
+    hidden = compare.get("undetectable") or []
+    if hidden:
+        names = ", ".join(f"`{u.get('nodeid')}` ({_detects(u.get('detectable'))})"
+                          for u in hidden)
+        lines += [f"Noise hides the threshold for: {names}", ""]
+    return lines
+
+
 def render_compare(compare: Mapping[str, Any]) -> list[str]:
     """The regressions / improvements section (empty when nothing was compared)."""
     lines = _baseline_lines(compare)
@@ -116,6 +137,7 @@ def render_compare(compare: Mapping[str, Any]) -> list[str]:
         lines += [", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing compared",
                   ""]
     lines.extend(_verdict_tables(compare))
+    lines.extend(_shift_and_noise_lines(compare))
     if compare.get("rule"):
         lines += [f"_Rule: {compare['rule']}_", ""]
     for message in compare.get("messages") or []:
