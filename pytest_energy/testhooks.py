@@ -33,6 +33,7 @@ from pytest_energy.session import (
     wants_energy,
 )
 from pytest_energy.state import ItemState, build_entry, finish_item
+from pytest_energy.verdict import EXPECTED
 
 
 def meter_pool(session: EnergySession) -> MeterPool:
@@ -160,7 +161,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     # An expected failure (xfail) is never waived as contaminated or busy: waiving it
     # would turn xfail(strict=True) into a failing XPASS on a busy machine.
     expected = item.get_closest_marker("xfail") is not None
-    check = finish_item(state, "fail" if expected else session.config.contention)
+    check = finish_item(state, EXPECTED if expected else session.config.contention)
     if check is None:
         return
     for warning in check.warnings:
