@@ -40,7 +40,7 @@ UP = [1.2, 1.21, 1.19, 1.2, 1.2]
 
 
 def save(directory: Path, name: str | None, entries: list[dict[str, Any]],
-         machine: dict[str, Any] | None = None) -> int:
+         machine: dict[str, Any] | None = None, status: str | None = None) -> int:
     machine = machine or HERE
     storage = open_storage(directory, create=True)
     assert storage is not None
@@ -49,7 +49,8 @@ def save(directory: Path, name: str | None, entries: list[dict[str, Any]],
             NewRun(created="2024-06-01T00:00:00+00:00",
                    fingerprint=fingerprint(machine_identity(machine)), machine=machine,
                    meter={"used": {"rapl": {"name": "rapl", "estimated": False}}}, name=name,
-                   commit="0123456789abcdef"), [Entry.from_json(e) for e in entries])
+                   commit="0123456789abcdef", status=status),
+            [Entry.from_json(e) for e in entries])
         return run.id
 
 
@@ -92,6 +93,13 @@ def test_runs_lists_newest_first(history: Path) -> None:
     assert lines[4].startswith("#1") and "main" in lines[4]
     code, out, _ = run("--storage", str(history), "runs", "--json", "--limit", "1")
     assert [r["id"] for r in json.loads(out)] == [3]
+
+
+def test_runs_shows_each_run_s_status(tmp_path: Path) -> None:
+    save(tmp_path, "main", [entry("tests/test_m.py::test_mlp", STEADY)], status="regressed")
+    code, out, _ = run("--storage", str(tmp_path), "runs")
+    header, _, row = out.splitlines()[:3]
+    assert code == 0 and "status" in header.split() and "regressed" in row.split()
 
 
 def test_show_a_run(history: Path) -> None:

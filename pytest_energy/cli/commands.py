@@ -37,8 +37,8 @@ from pytest_energy.history.storage import Storage, StorageError, db_path, open_s
 from pytest_energy.report.jsonreport import atomic_write_text, machine_info
 
 EXPORT_VERSION = 1
-RUN_HEADERS = ["run", "name", "created", "commit", "branch", "tests", "machine", "hardware",
-               "meters"]
+RUN_HEADERS = ["run", "name", "created", "commit", "branch", "tests", "status", "machine",
+               "hardware", "meters"]
 SHOW_HEADERS = ["test", "outcome", "J/call", "J/item", "latency", "trials", "CV", "J budget",
                 "verdict"]
 HISTORY_HEADERS = ["run", "created", "commit", "machine", "{metric}", "change", "outcome"]
@@ -128,7 +128,7 @@ class Cli:
             self.print(f"no runs stored in {self.storage_dir}")
             return EXIT_OK
         rows = [[f"#{r.id}", r.name or "-", r.created, r.commit_label, r.branch or "-",
-                 str(r.tests), r.fingerprint[:8], machine_label(r.machine),
+                 str(r.tests), r.status or "-", r.fingerprint[:8], machine_label(r.machine),
                  meters_label(r.meter)] for r in runs]
         self.print(table(rows, RUN_HEADERS))
         return EXIT_OK
