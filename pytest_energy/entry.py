@@ -19,6 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+BUSY_PREFIX = "busy:"
+"""How a busy-machine condition starts (see :mod:`pytest_energy.measure.busy`); defined
+here so the reports and the history read it without the measuring code."""
+
 
 class JsonEnum(str, enum.Enum):
     """A str enum that prints and compares as its JSON spelling."""
@@ -256,6 +260,12 @@ class Entry:
                 and self.joules_per_call >= 0 and self.valid and bool(self.trials)
                 and self.verdict not in (Verdict.INVALID, Verdict.NOT_MEASURED)
                 and self.outcome != Outcome.SKIPPED)
+
+    @property
+    def busy_causes(self) -> list[str]:
+        """What made the machine busy while measuring (empty when it was quiet)."""
+        return [c[len(BUSY_PREFIX):].strip() for c in self.conditions
+                if c.startswith(BUSY_PREFIX)]
 
     def latency(self, stat: str) -> float | None:
         return None if self.latency_ms is None else self.latency_ms.stat(stat)

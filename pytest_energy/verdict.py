@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_energy.config import ItemConfig
-from pytest_energy.entry import RatingRule, Verdict
+from pytest_energy.entry import BUSY_PREFIX, RatingRule, Verdict
 from pytest_energy.measure import EnergyResult
-from pytest_energy.measure.busy import BUSY_PREFIX
 from pytest_energy.stars import stars_for_use
 from pytest_energy.units import format_duration_ms, format_energy
 

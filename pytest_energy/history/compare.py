@@ -249,14 +249,13 @@ class _Judge:
         return result
 
 
-BUSY_PREFIX = "busy:"  # a busy machine's condition: pytest_energy.measure.busy.BUSY_PREFIX
-
-
-def disturbance(base: Entry, entry: Entry) -> str | None:
+def disturbance(base: Entry | None, entry: Entry) -> str | None:
     """Why a regression of this test is no evidence (the note of a ``worse,
     contaminated`` verdict): other processes on the device, or a busy machine, while
-    either side was measured. None when both were measured undisturbed."""
-    sides = (("the baseline", base), ("this run", entry))
+    either side was measured (``base`` None: this run alone). None when both were
+    measured undisturbed."""
+    sides = [(label, e) for label, e in (("the baseline", base), ("this run", entry))
+             if e is not None]
     contaminated = [label for label, e in sides if e.contaminated]
     if contaminated:
         return (f"measured under contention in {' and '.join(contaminated)}; "
@@ -266,8 +265,7 @@ def disturbance(base: Entry, entry: Entry) -> str | None:
 
 def _busy_note(sides: Sequence[tuple[str, Entry]]) -> str | None:
     """``inconclusive: machine busy in this run (other processes used ...)``."""
-    busy = [(label, c[len(BUSY_PREFIX):].strip()) for label, e in sides
-            for c in e.conditions if c.startswith(BUSY_PREFIX)]
+    busy = [(label, cause) for label, e in sides for cause in e.busy_causes]
     if not busy:
         return None
     where = " and ".join(dict.fromkeys(label for label, _ in busy))

@@ -223,7 +223,7 @@ class _RunJudge:
     def _run_disturbed(self) -> str | None:
         """Why this run's common shift is no evidence: any test of it measured while
         the machine was busy or the device contended."""
-        return next((d for d in (disturbance(e, e) for e in self.entries) if d), None)
+        return next((d for d in (disturbance(None, e) for e in self.entries) if d), None)
 
     def _disturbed(self, entry: Entry) -> str | None:
         return next((d for d in (disturbance(b, entry) for b in self._bases(entry.nodeid))

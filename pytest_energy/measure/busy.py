@@ -51,9 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_energy.entry import BUSY_PREFIX
+
 PROC_ROOT_ENV = "PYTEST_ENERGY_PROC_ROOT"
 DEFAULT_PROC_ROOT = "/proc"
-BUSY_PREFIX = "busy:"
 """How a busy condition starts in ``EnergyResult.conditions`` (and an entry's)."""
 BUSY_MIN_CPUS = 0.5
 BUSY_CPU_SHARE = 0.05

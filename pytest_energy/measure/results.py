@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from pytest_energy.entry import Plan
-from pytest_energy.measure.busy import BUSY_PREFIX, CpuUsage
+from pytest_energy.entry import BUSY_PREFIX, Plan
+from pytest_energy.measure.busy import CpuUsage
 from pytest_energy.measure.statistics import STATISTICS, EnergyStats, PlanStatistics
 
 

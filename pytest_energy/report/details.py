@@ -7,7 +7,7 @@ so the stars here are the stars of the summary (see :mod:`pytest_energy.session`
 
 from __future__ import annotations
 
-from pytest_energy.entry import Entry, Plan
+from pytest_energy.entry import BUSY_PREFIX, Entry, Plan
 from pytest_energy.report.cells import duration, stars
 from pytest_energy.report.summary import budget_use_cell
 from pytest_energy.units import format_duration_ms, format_energy
@@ -87,7 +87,7 @@ def _context_lines(entry: Entry) -> list[str]:
     # a cut in the trials is a warning, already printed as the "trials:" line
     lines = [f"warning: {w}" for w in (*entry.warnings, *entry.verdict_warnings)
              if w != entry.trials_reason]
-    lines.extend(condition if condition.startswith("busy:") else f"device: {condition}"
+    lines.extend(condition if condition.startswith(BUSY_PREFIX) else f"device: {condition}"
                  for condition in entry.conditions)
     if entry.dynamic_joules_per_call is not None:
         idle = sum((entry.idle_watts or {}).values())
