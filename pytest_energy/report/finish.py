@@ -28,13 +28,10 @@ from pytest_energy.report.junit import (
 from pytest_energy.report.summary import meter_lines, render_summary
 from pytest_energy.rightsizing import (
     RightsizingOptions,
-    apply_ratings,
-    carbon_cost,
-    hints,
     markdown_sections,
     render_carbon,
     render_rightsizing,
-    rightsizing_tables,
+    rightsize,
     summary_columns,
     summary_lines,
 )
@@ -69,11 +66,11 @@ class RunReport:
     def __init__(self, session: EnergySession) -> None:
         self.session = session
         self.options = RightsizingOptions(**session.rightsizing_values)
-        self.entries: list[Entry] = apply_ratings(list(session.entries.values()), self.options)
+        rightsized = rightsize(list(session.entries.values()), self.options)
+        self.entries: list[Entry] = rightsized.entries
         session.entries = {entry.nodeid: entry for entry in self.entries}
-        self.tables = rightsizing_tables(self.entries, self.options)
-        self.carbon = carbon_cost(self.entries, self.options)
-        self.hints = hints(self.entries, self.tables, self.options)
+        self.tables, self.carbon, self.hints = (rightsized.tables, rightsized.carbon,
+                                                rightsized.hints)
         self.json_written: str | None = None
         self.reference: dict[str, Any] | None = None  # measured when the gate runs
         self.gate_outcome = GateOutcome()

@@ -10,27 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_energy.entry import Entry, Outcome, Verdict
-from pytest_energy.report.cells import MISSING, duration, energy, md_table, percent, stars
+from pytest_energy.entry import Entry, Verdict
+from pytest_energy.report.cells import MISSING, duration, energy, md_table, stars
+from pytest_energy.report.summary import budget_use_cell, verdict_cell
 from pytest_energy.units import format_duration_ms, format_energy
 
 
-def _budget_use(entry: Entry) -> str:
-    use = entry.budget_use
-    parts = [f"{label} {percent(value)}" for label, value in (("J", use.joules),
-                                                              ("t", use.latency))
-             if value is not None]
-    return " ".join(parts) or MISSING
-
-
 def _verdict(entry: Entry) -> str:
-    outcome, verdict = entry.outcome, entry.verdict
-    if outcome in (Outcome.SKIPPED, Outcome.ERROR) or (outcome == Outcome.FAILED and verdict in (
-            Verdict.MEASURED, Verdict.OK, Verdict.NOT_MEASURED)):
-        return str(outcome)
-    if verdict == Verdict.OVER_BUDGET:
-        return "**over budget**" + (" (xfail)" if outcome == Outcome.XFAILED else "")
-    return str(verdict)
+    """The summary's verdict cell, an over-budget verdict in bold (what a reviewer
+    looks for)."""
+    text = verdict_cell(entry)
+    if text.startswith(str(Verdict.OVER_BUDGET)) and entry.verdict == Verdict.OVER_BUDGET:
+        return "**over budget**" + text[len(str(Verdict.OVER_BUDGET)):]
+    return text
 
 
 def _change(metric: Mapping[str, Any]) -> str:
@@ -60,7 +52,7 @@ def summary_table(entries: Sequence[Entry]) -> list[str]:
         rows.append([f"`{entry.nodeid}`", energy(entry.joules_per_call, entry.estimated),
                      energy(entry.joules_per_item, entry.estimated),
                      duration(latency.median if latency else None),
-                     _budget_use(entry), stars(entry.rating, "utf-8"),
+                     budget_use_cell(entry, per_item=False), stars(entry.rating, "utf-8"),
                      entry.meter or MISSING, _verdict(entry)])
     return md_table(["test", "J/call", "J/item", "latency (median)", "budget use", "rating",
                    "meter", "verdict"], rows)

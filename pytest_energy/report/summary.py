@@ -24,11 +24,13 @@ ESTIMATE_NOTE = ("est. = estimated, not measured: process CPU time x watts per b
 _NOT_AN_ENERGY_FAILURE = (Verdict.MEASURED, Verdict.OK, Verdict.NOT_MEASURED)
 
 
-def budget_use_cell(entry: Entry) -> str:
+def budget_use_cell(entry: Entry, *, per_item: bool = True) -> str:
+    """``J 42% J/item 30% t 80%``: each declared budget's use (``per_item=False``
+    leaves out J/item, as the narrower markdown table does)."""
     use = entry.budget_use
     parts = [f"{label} {percent(value)}" for label, value in (
-        ("J", use.joules), ("J/item", use.joules_per_item), ("t", use.latency))
-        if value is not None]
+        ("J", use.joules), ("J/item", use.joules_per_item if per_item else None),
+        ("t", use.latency)) if value is not None]
     return " ".join(parts) or MISSING
 
 

@@ -18,6 +18,7 @@ Modules: ``base`` (options, vocabulary, entry predicates), ``ratings``, ``tables
 
 from __future__ import annotations
 
+from pytest_energy.rightsizing.analysis import Rightsized, rightsize
 from pytest_energy.rightsizing.base import RightsizingOptions
 from pytest_energy.rightsizing.carbon import (
     carbon_cost,
@@ -40,6 +41,7 @@ from pytest_energy.stars import group_stars
 
 __all__ = [
     "MAX_PRINTED_VARIANTS",
+    "Rightsized",
     "RightsizingOptions",
     "apply_ratings",
     "carbon_cost",
@@ -52,6 +54,7 @@ __all__ = [
     "render_carbon",
     "render_carbon_markdown",
     "render_rightsizing",
+    "rightsize",
     "rightsizing_tables",
     "summary_columns",
     "summary_lines",

@@ -18,13 +18,10 @@ from pytest_energy.entry import Entry
 from pytest_energy.options import SETTINGS_BY_NAME, add_cli_argument
 from pytest_energy.rightsizing import (
     RightsizingOptions,
-    apply_ratings,
-    carbon_cost,
-    hints,
     markdown_sections,
     render_carbon,
     render_rightsizing,
-    rightsizing_tables,
+    rightsize,
 )
 
 OPTIONS = ("carbon_intensity", "price", "currency", "rating_rule")
@@ -42,16 +39,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _render(entries: list[Entry], options: RightsizingOptions, markdown: bool) -> str:
-    entries = apply_ratings(entries, options)
-    tables = rightsizing_tables(entries, options)
-    carbon = carbon_cost(entries, options)
-    found = hints(entries, tables, options)
+    done = rightsize(entries, options)
     if markdown:
-        return markdown_sections(tables, carbon, found)
+        return markdown_sections(done.tables, done.carbon, done.hints)
     encoding = getattr(sys.stdout, "encoding", None)
-    blocks = [render_rightsizing(tables, options, encoding), render_carbon(carbon, encoding)]
-    if found:
-        blocks.append("hints:\n" + "\n".join(f"- {hint}" for hint in found))
+    blocks = [render_rightsizing(done.tables, options, encoding),
+              render_carbon(done.carbon, encoding)]
+    if done.hints:
+        blocks.append("hints:\n" + "\n".join(f"- {hint}" for hint in done.hints))
     return "\n\n".join(block for block in blocks if block)
 
 
