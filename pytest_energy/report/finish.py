@@ -9,6 +9,7 @@ CI looks: in pytest's final line and as a junitxml testcase.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,14 +87,16 @@ class RunReport:
                                    for name, text in report.sections]
         set_test_ratings(self.session.junit_reporters, self.session.entries)
 
+    @functools.cached_property
     def meters_described(self) -> dict[str, Any]:
-        """This process's meters merged with those the xdist workers reported."""
+        """This process's meters merged with those the xdist workers reported (all known
+        once the run report exists: it is built after the meters are described)."""
         own = [self.session.described] if self.session.described is not None else []
         return merge_descriptions(self.session.config.meter, own + self.session.worker_meters)
 
     def finish(self, session: pytest.Session) -> None:
         """The gate (history, compare, markdown) and the JSON report."""
-        meter = self.meters_described()
+        meter = self.meters_described
         compare = None
         if self.session.gate is not None:
             compare = self._run_gate(session, meter)
@@ -197,7 +200,7 @@ class RunReport:
         encoding = getattr(getattr(terminal, "_tw", None), "encoding", None)
         terminal.section("energy summary")
         extra = summary_columns(self.entries, None)  # carbon/cost get their own table
-        lines = [*meter_lines(self.meters_described()),
+        lines = [*meter_lines(self.meters_described),
                  *render_summary(self.entries, encoding, extra).splitlines(),
                  # carbon=None: the whole-run total is printed under the carbon table
                  *summary_lines(self.entries, None, self.options)]
