@@ -48,6 +48,7 @@ class ItemConfig:
     latency_stat: str = "median"
     max_time: float | None = None  # None: plan.default_max_time for the meter
     max_cv: float = 0.10
+    has_marker: bool = False  # marked by an energy_budget marker, not only by --energy-all
 
     @property
     def has_budget(self) -> bool:
@@ -61,7 +62,7 @@ class ItemConfig:
         Raises EnergyConfigError whose message names the test, the argument and what is
         accepted.
         """
-        own = [m for m in getattr(item, "own_markers", []) if m.name == MARKER_NAME]
+        own = _own_markers(item)
         if len(own) > 1:
             raise EnergyConfigError(
                 f"{item.nodeid}: {len(own)} energy_budget markers on one test; "
@@ -78,6 +79,7 @@ class ItemConfig:
         base_name = getattr(item, "originalname", None) or item.name.split("[")[0]
         return dataclasses.replace(
             config,
+            has_marker=marker is not None,
             rating_group=config.group or base_name,
             variant=callspec.id if callspec is not None else None,
         )
@@ -106,6 +108,16 @@ class ItemConfig:
             sync=given.get("sync"),
             **values,
         )
+
+
+def _own_markers(item: pytest.Item) -> list[pytest.Mark]:
+    """The distinct energy_budget markers on the test itself: the same marker twice is
+    one (a test body that applies it with ``request.applymarker`` does so on every call)."""
+    own: list[pytest.Mark] = []
+    for mark in getattr(item, "own_markers", []):
+        if mark.name == MARKER_NAME and mark not in own:
+            own.append(mark)
+    return own
 
 
 def _reject_unknown(kwargs: Mapping[str, Any]) -> None:

@@ -30,3 +30,8 @@ EnergyBudgetExceeded.__module__ = "builtins"
 class EnergyVerdictWarning(pytest.PytestWarning):
     """A budget verdict that was not enforced: inconclusive (noisy trials) or measured
     while other processes used the device (see --energy-contention)."""
+
+
+class EnergyNotMeasuredWarning(pytest.PytestWarning):
+    """Tests the plugin was asked to measure but cannot: ``--energy-all`` over doctests
+    and other items that have no function to call repeatedly."""

@@ -3,20 +3,26 @@
 Use it when the test body has side effects (so it must run once), when setup inside
 the test must not be measured, or to assert on the numbers yourself. When the test
 also has an ``energy_budget`` marker, the budgets apply to what the fixture measured.
+
+With ``--energy-disable`` the fixture is a :class:`DisabledEnergy`: the same calls,
+each running its code once, and a result whose every field is None. This module
+imports the measuring code for type checking only, so that object costs nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from pytest_energy.measure import EnergyResult, Measurer
 from pytest_energy.meters.base import MeterError
-from pytest_energy.state import ItemState
 from pytest_energy.units import parse_items
+
+if TYPE_CHECKING:
+    from pytest_energy.measure import EnergyResult, Measurer
+    from pytest_energy.state import ItemState
 
 T = TypeVar("T")
 
@@ -101,3 +107,47 @@ class EnergyFixture:
                 yield self._blocks
         except MeterError as exc:
             self._meter_failed(exc)
+
+
+class DisabledResult:
+    """``energy.result`` under ``--energy-disable``: every field of a real result reads
+    None (never a made-up number); a name a real result does not have is still an
+    AttributeError, so a typo is not hidden."""
+
+    disabled = True
+
+    def __getattr__(self, name: str) -> None:
+        from pytest_energy.measure import EnergyResult  # only when a field is read
+
+        fields = getattr(EnergyResult, "__dataclass_fields__", {})
+        if name.startswith("_") or not (name in fields or hasattr(EnergyResult, name)):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return None
+
+    def __repr__(self) -> str:
+        return "DisabledResult(measuring disabled by --energy-disable)"
+
+
+class DisabledEnergy:
+    """The ``energy`` fixture under ``--energy-disable``: runs the code once, measures
+    nothing, and keeps the fixture's interface so tests need no change."""
+
+    def __init__(self) -> None:
+        self._result: DisabledResult | None = None
+        self.items: float | None = None
+
+    @property
+    def result(self) -> DisabledResult | None:
+        """None before anything ran, as with the real fixture; then a result of Nones."""
+        return self._result
+
+    def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` once and return its value."""
+        self._result = DisabledResult()
+        return fn(*args, **kwargs)
+
+    @contextmanager
+    def measure(self, items: float | None = None) -> Iterator[DisabledResult]:
+        """Run the block once."""
+        self._result = DisabledResult()
+        yield self._result

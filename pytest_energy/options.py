@@ -21,35 +21,10 @@ from typing import Any, Protocol
 
 import pytest
 
+from pytest_energy import parsers  # the value parsers of the rows: parsers.parse_*
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.parsers import (
-    PRINT_ONLY,
-    RATING_RULE_AUTO,
-    Parser,
-    parse_alpha,
-    parse_baseline_runs,
-    parse_bool,
-    parse_carbon_intensity,
-    parse_choice,
-    parse_compare,
-    parse_currency,
-    parse_device,
-    parse_fraction,
-    parse_latency_stat,
-    parse_margin,
-    parse_meter_spec,
-    parse_path,
-    parse_positive_seconds,
-    parse_positive_watts,
-    parse_price,
-    parse_rating_rule,
-    parse_rounds,
-    parse_save,
-    parse_seconds_or_zero,
-    parse_suggest,
-    parse_thresholds,
-    parse_warmup,
-)
+from pytest_energy.parsers import PRINT_ONLY, RATING_RULE_AUTO, Parser
+from pytest_energy.report.columns import parse_columns
 
 MARKER_NAME = "energy_budget"
 PER_TEST, SESSION, RIGHTSIZING, GATE = "per-test", "session", "right-sizing", "regression gate"
@@ -98,111 +73,123 @@ _S = Setting
 
 SETTINGS: tuple[Setting, ...] = (
     # ----- per-test: also a keyword of the energy_budget marker ----------------------------
-    _S(PER_TEST, "rounds", parse_rounds, None,
+    _S(PER_TEST, "rounds", parsers.parse_rounds, None,
        "measured calls of the test body per test (default: auto, sized from the meter's "
        "update period and --energy-max-time)", marker=True),
-    _S(PER_TEST, "warmup", parse_warmup, 1,
+    _S(PER_TEST, "warmup", parsers.parse_warmup, 1,
        "unmeasured calls before measuring (default 1)", marker=True),
-    _S(PER_TEST, "trials", parse_rounds, 5,
+    _S(PER_TEST, "trials", parsers.parse_rounds, 5,
        "measured windows per test; per-call energy is the median over them (default 5)",
        marker=True),
-    _S(PER_TEST, "device", parse_device, "auto",
+    _S(PER_TEST, "device", parsers.parse_device, "auto",
        'device to measure: auto, cpu, cuda, cuda:N (default auto: cuda when NVML can read '
        "an energy counter, else cpu)", marker=True),
-    _S(PER_TEST, "latency_stat", parse_latency_stat, "median",
+    _S(PER_TEST, "latency_stat", parsers.parse_latency_stat, "median",
        "latency statistic the latency budget applies to: median or p95 (default median)",
        marker=True),
-    _S(PER_TEST, "max_time", parse_positive_seconds, None,
+    _S(PER_TEST, "max_time", parsers.parse_positive_seconds, None,
        "measuring time per test when rounds is auto, in seconds or with a unit "
        "(default: 1 s; 2 s for coarse stepped counters such as NVML's)", marker=True),
-    _S(PER_TEST, "max_cv", parse_fraction, 0.10,
+    _S(PER_TEST, "max_cv", parsers.parse_fraction, 0.10,
        "spread (coefficient of variation of per-call energy across trials) above which "
        "a budget verdict within that spread is reported inconclusive instead of passing "
        'or failing on noise (default 10%; e.g. 0.05 or "5%")', marker=True),
     # ----- session ---------------------------------------------------------------------------
-    _S(SESSION, "meter", parse_meter_spec, "auto",
+    _S(SESSION, "meter", parsers.parse_meter_spec, "auto",
        "energy meter: auto (nvml for CUDA, rapl where readable, else estimate), nvml, rapl, "
        "estimate, an entry point of group pytest_energy.meters, or package.module:attr"),
-    _S(SESSION, "json", parse_path, None,
+    _S(SESSION, "json", parsers.parse_path, None,
        "write a JSON report of every measured test to this path (atomically)"),
-    _S(SESSION, "summary", parse_bool, True,
-       "print the energy summary table (--energy-no-summary hides it)", flag=True,
-       cli="--energy-no-summary"),
-    _S(SESSION, "all", parse_bool, False,
+    _S(SESSION, "summary", parsers.parse_bool, True,
+       "hide the energy summary table (reports are still written); env/ini: false hides "
+       "it, true (default) shows it", flag=True, cli="--energy-no-summary"),
+    _S(SESSION, "columns", parse_columns, None,
+       "summary columns: all (the full table, as with -v) or a comma-separated list of "
+       "energy, per_item, latency, p95, calls, budget, rating, per_1k_items, rated_by, "
+       "meter, verdict (default: a compact set that fits the terminal's width)",
+       metavar="LIST"),
+    _S(SESSION, "all", parsers.parse_bool, False,
        "measure every test, marked or not, with the default plan (a one-off audit: each "
        "unmarked body then runs warm-up + measured times, and the run takes longer)",
        flag=True),
-    _S(SESSION, "require_hardware", parse_bool, False,
+    _S(SESSION, "disable", parsers.parse_bool, False,
+       "measure nothing: each body, energy(fn) and energy.measure() block runs once, results "
+       "are None, nothing is reported or saved; unlike -p no:energy, options, marker and "
+       "fixture stay registered", flag=True),
+    _S(SESSION, "require_hardware", parsers.parse_bool, False,
        "fail tests that cannot be measured by a hardware counter instead of skipping "
        "CUDA tests or falling back to estimates", flag=True),
-    _S(SESSION, "contention", parse_choice(("warn", "fail")), "warn",
+    _S(SESSION, "contention", parsers.parse_choice(("warn", "fail")), "warn",
        "what an over-budget result measured while other processes used the same GPU, "
        "or while the machine was busy (other processes' CPU time, steal), does: warn "
        "(default: reported as inconclusive, the test does not fail) or fail"),
-    _S(SESSION, "idle_baseline", parse_bool, True,
+    _S(SESSION, "idle_baseline", parsers.parse_bool, True,
        "measure each hardware meter's idle power once per session, to report dynamic "
        "energy (gross minus idle) beside gross energy (default true)"),
-    _S(SESSION, "warmup_settle", parse_seconds_or_zero, 1.0,
+    _S(SESSION, "warmup_settle", parsers.parse_seconds_or_zero, 1.0,
        "after the warm-up calls, keep running the code until the device's power "
        "stops rising (hardware meters, auto rounds), at most this long, in seconds or "
        "with a unit; 0 turns it off (default 1 s)"),
-    _S(SESSION, "read_timeout", parse_positive_seconds, 10.0,
+    _S(SESSION, "read_timeout", parsers.parse_positive_seconds, 10.0,
        "longest wait for one meter read before the meter counts as hung, in "
        "seconds or with a unit (default 10 s)"),
-    _S(SESSION, "estimate_watts_per_core", parse_positive_watts, 10.0,
+    _S(SESSION, "lock_timeout", parsers.parse_positive_seconds, 600.0, "longest wait for another "
+       "measurement of the same device to end, in seconds or with a unit (default 10 min)"),
+    _S(SESSION, "estimate_watts_per_core", parsers.parse_positive_watts, 10.0,
        "power of one busy CPU core assumed by the estimate meter (default 10 W)"),
     # ----- right-sizing ------------------------------------------------------------------------
-    _S(RIGHTSIZING, "carbon_intensity", parse_carbon_intensity, None,
+    _S(RIGHTSIZING, "carbon_intensity", parsers.parse_carbon_intensity, None,
        "grid carbon intensity in gCO2e/kWh: adds gCO2e per call, per 1,000 items and "
        "for the whole run to the summary and reports (no network look-ups)"),
-    _S(RIGHTSIZING, "price", parse_price, None,
+    _S(RIGHTSIZING, "price", parsers.parse_price, None,
        "electricity price per kWh (>= 0): adds the cost per call, per 1,000 items and "
        "for the whole run"),
-    _S(RIGHTSIZING, "currency", parse_currency, "",
+    _S(RIGHTSIZING, "currency", parsers.parse_currency, "",
        "label printed after costs, e.g. EUR (default: none)"),
-    _S(RIGHTSIZING, "rating_rule", parse_rating_rule, RATING_RULE_AUTO,
-       "star rating rule: auto (default: AI Energy Score rule within groups of two or "
-       "more tests, budget use for lone tests), budget (always budget use) or group "
-       "(only within groups; lone tests unrated)"),
-    _S(RIGHTSIZING, "hints", parse_bool, True,
-       "print right-sizing hints at the end of the run (--energy-no-hints hides them)",
-       flag=True, cli="--energy-no-hints"),
+    _S(RIGHTSIZING, "rating_rule", parsers.parse_rating_rule, RATING_RULE_AUTO,
+       "star rating rule: auto (default: AI Energy Score rule within groups of three or "
+       "more variants whose range is beyond measurement noise, budget use for the other "
+       "tests), budget (always budget use) or group (only within such groups; the other "
+       "tests unrated)"),
+    _S(RIGHTSIZING, "hints", parsers.parse_bool, True,
+       "hide the right-sizing hints (the energy hints section); env/ini: false hides them, "
+       "true (default) shows them", flag=True, cli="--energy-no-hints"),
     # ----- regression gate -----------------------------------------------------------------------
-    _S(GATE, "storage", parse_path, ".energy",
+    _S(GATE, "storage", parsers.parse_path, ".energy",
        "directory of the results history (an SQLite file; gets its own .gitignore). "
        "Relative paths: from the current directory on the command line and in the "
        "environment, from the rootdir in ini files (default .energy)", metavar="DIR"),
-    _S(GATE, "save", parse_save, None,
+    _S(GATE, "save", parsers.parse_save, None,
        "store this run in the history under NAME (letters, digits, '.', '_', '-')",
        metavar="NAME"),
-    _S(GATE, "autosave", parse_bool, False, "store every run in the history (unnamed)",
+    _S(GATE, "autosave", parsers.parse_bool, False, "store every run in the history (unnamed)",
        flag=True),
-    _S(GATE, "compare", parse_compare, None,
+    _S(GATE, "compare", parsers.parse_compare, None,
        "compare this run with the baseline: the newest runs saved under NAME on this "
        "machine (see --energy-baseline-runs), a run id (that run alone: reported, never "
        "failed), or (no value) the newest runs saved on this machine", metavar="RUN",
        const="latest"),
-    _S(GATE, "compare_fail", parse_thresholds, "joules:10%",
+    _S(GATE, "compare_fail", parsers.parse_thresholds, "joules:10%",
        "fail the session when a test (or the whole run) got worse beyond METRIC:N% or "
        "METRIC:+X (J or ms) AND beyond the baseline runs' run-to-run spread, e.g. "
        "joules:10%,latency_ms:15%; none = report only (default joules:10%)", metavar="EXPR"),
-    _S(GATE, "compare_alpha", parse_alpha, 0.01,
+    _S(GATE, "compare_alpha", parsers.parse_alpha, 0.01,
        "chance that an unchanged run fails the compare, for the whole run (default 0.01)",
        metavar="ALPHA"),
-    _S(GATE, "baseline_runs", parse_baseline_runs, 10, "the baseline is the newest N runs "
+    _S(GATE, "baseline_runs", parsers.parse_baseline_runs, 10, "the baseline is the newest N runs "
        "saved under the compared name (for the latest: on this machine); at least 3 are "
        "needed to measure the run-to-run spread before anything fails (default 10)",
        metavar="N"),
-    _S(GATE, "compare_strict", parse_bool, False,
+    _S(GATE, "compare_strict", parsers.parse_bool, False,
        "make a missing baseline, or one from other hardware, an error (exit 3) "
        "instead of a warning", flag=True),
-    _S(GATE, "suggest_budgets", parse_suggest, None,
+    _S(GATE, "suggest_budgets", parsers.parse_suggest, None,
        "print suggested budgets (observed p95 x margin) for unbudgeted tests and tests "
        "using under half their budget; with a PATH also write them there (.json: JSON)",
        metavar="PATH", const=PRINT_ONLY),
-    _S(GATE, "suggest_margin", parse_margin, 1.2,
+    _S(GATE, "suggest_margin", parsers.parse_margin, 1.2,
        "headroom of suggested budgets over the observed p95 (default 1.2)", metavar="FACTOR"),
-    _S(GATE, "markdown", parse_path, None,
+    _S(GATE, "markdown", parsers.parse_path, None,
        "write the energy summary and compare verdict as markdown to PATH (atomically); "
        "also appended to $GITHUB_STEP_SUMMARY when that is set", metavar="PATH"),
 )
@@ -380,7 +367,9 @@ class SessionConfig:
         self.summary: bool = values["summary"].value
         self.require_hardware: bool = values["require_hardware"].value
         self.measure_all: bool = values["all"].value
+        self.disabled: bool = values["disable"].value
         self.read_timeout: float = values["read_timeout"].value
+        self.lock_timeout: float = values["lock_timeout"].value
         self.contention: str = values["contention"].value
         self.idle_baseline: bool = values["idle_baseline"].value
         self.warmup_settle: float = values["warmup_settle"].value

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.units import parse_count, parse_duration_ms
+from pytest_energy.units import DURATION_UNITS, parse_count
 
 if TYPE_CHECKING:
     from pytest_energy.history.metrics import Threshold
@@ -80,28 +80,45 @@ def parse_latency_stat(value: object, *, argument: str = "latency_stat") -> str:
     raise _invalid(argument, value, f"expected one of {LATENCY_STATS}")
 
 
+SECONDS_HELP = 'a number of seconds or a string with a unit, e.g. 2, "1.5 s", "500 ms"'
+
+
+def _seconds(value: object, *, argument: str) -> float:
+    """A finite duration in seconds. A bare number means seconds whether it comes from
+    a marker (``2``), the command line, the environment or an ini file (``"2"``), as
+    the help says; a string may carry a unit (``"500 ms"``, ``"1.5 s"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _invalid(argument, value, f"expected {SECONDS_HELP}")
+    if isinstance(value, str):
+        match = re.fullmatch(rf"\s*({_NUMBER})\s*([a-zA-Zµ]*)\s*", value)
+        if match is None:
+            raise _invalid(argument, value, f"expected {SECONDS_HELP}")
+        unit = match.group(2).lower() or "s"
+        if unit not in DURATION_UNITS:
+            raise _invalid(argument, value,
+                           f"unknown unit {match.group(2)!r}: use one of ns, us, ms, s, min")
+        seconds = float(match.group(1)) * DURATION_UNITS[unit] / 1e3
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise _invalid(argument, value, "it must be a finite number")
+    return seconds
+
+
 def parse_positive_seconds(value: object, *, argument: str) -> float:
-    """A strictly positive duration in seconds (numbers are seconds; units accepted)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = f"{value} s"
-    seconds = parse_duration_ms(value, argument=argument) / 1e3
+    """A strictly positive duration in seconds (bare numbers are seconds; units accepted)."""
+    seconds = _seconds(value, argument=argument)
     if seconds <= 0:
         raise _invalid(argument, value, "it must be > 0")
     return seconds
 
 
 def parse_seconds_or_zero(value: object, *, argument: str) -> float:
-    """A duration >= 0 in seconds (numbers are seconds; units accepted; 0 turns off)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = f"{value} s"
-    if isinstance(value, str) and re.fullmatch(r"\s*0+(\.0*)?\s*(s|ms|us)?\s*", value):
-        return 0.0
-    try:
-        return parse_positive_seconds(value, argument=argument)
-    except EnergyConfigError as exc:
-        if "negative" in str(exc):
-            raise _invalid(argument, value, "it must be >= 0 (0 turns it off)") from None
-        raise
+    """A duration >= 0 in seconds (bare numbers are seconds; units accepted; 0 turns off)."""
+    seconds = _seconds(value, argument=argument)
+    if seconds < 0:
+        raise _invalid(argument, value, "it must be >= 0 (0 turns it off)")
+    return seconds
 
 
 def parse_fraction(value: object, *, argument: str) -> float:

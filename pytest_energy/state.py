@@ -80,7 +80,9 @@ def finish_item(state: ItemState, contention: str = "warn") -> BudgetCheck | Non
             return None
         reason = state.problem or (
             "nothing was measured: the test requested the energy fixture but never called "
-            "energy(...) or energy.measure()")
+            "energy(...) or energy.measure()" if state.uses_fixture else
+            "nothing was measured: the test body never ran through pytest's function call "
+            "(another plugin ran it); call the code through the energy fixture instead")
         state.check = BudgetCheck(failures=(f"energy budget could not be checked: {reason}",),
                                   joules_use=None, latency_use=None, rating=None,
                                   rating_rule=None, invalid=True)

@@ -3,13 +3,23 @@ budgets, attach the entry to the report.
 
 Registered by :func:`pytest_energy.plugin.pytest_collection_modifyitems` only when a
 collected test has the ``energy_budget`` marker or uses the ``energy`` fixture (or with
-``--energy-all``), so suites that measure nothing never import or run them.
+``--energy-all``), so suites that measure nothing never import or run them; there, a
+marker added at run time registers them (:class:`pytest_energy.plugin.RuntimeMarkerWatch`).
+
+A marker may arrive late: from a fixture (``request.applymarker``) or another plugin's
+``pytest_runtest_setup`` (both run after this module's tryfirst setup; the trylast
+:func:`pytest_runtest_setup_late` sees them), or from the test body itself
+(:func:`pytest_runtest_call_marker_in_body`: the body ran once, unmeasured, and runs
+again under the plan). ``unittest.TestCase`` methods are measured like functions: their
+bound method is swapped for the measured body around the call.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,19 +31,27 @@ from pytest_energy.fixture import EnergyFixture
 from pytest_energy.measure import Measurer
 from pytest_energy.measure.reference import session_pool
 from pytest_energy.meters.base import MeterError
-from pytest_energy.meters.loader import MeterPool
+from pytest_energy.meters.loader import MeterPool, domains_of
+from pytest_energy.meters.locks import set_wait_timeout
 from pytest_energy.options import MARKER_NAME
 from pytest_energy.report.details import details_section, user_properties
 from pytest_energy.session import (
     ENTRY_ATTRIBUTE,
     FIXTURE_NAME,
     ITEM_STATE,
+    PENDING_ATTRIBUTE,
     SESSION,
     EnergySession,
+    has_own_marker,
     wants_energy,
 )
 from pytest_energy.state import ItemState, build_entry, finish_item
 from pytest_energy.verdict import EXPECTED
+
+try:  # pytest's unittest items: measured by swapping their bound method (see module doc)
+    from _pytest.unittest import TestCaseFunction
+except ImportError:  # pragma: no cover - every supported pytest has it
+    TestCaseFunction = ()  # type: ignore[assignment,misc]
 
 
 def meter_pool(session: EnergySession) -> MeterPool:
@@ -64,28 +82,73 @@ def _device_line(device: str, pool: MeterPool) -> str:
                 f"{choice.skip_reason or choice.error}")
     meter = choice.meter
     kind = "estimated" if meter.estimated else "hardware counter"
-    line = f"energy: device {device} -> {meter.name} {','.join(meter.domains())} ({kind})"
+    line = f"energy: device {device} -> {meter.name} {','.join(domains_of(meter))} ({kind})"
     return line + (f"; {choice.note}" if choice.note else "")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Validate the marker and choose the meter before any fixture runs, so a bad marker
+    errors before an expensive fixture (a model) is built."""
     session = item.config.stash.get(SESSION, None)
     if session is None or not wants_energy(item, session):
         return
-    uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
+    start(item, session)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_late(item: pytest.Item) -> None:
+    """A marker added during setup (``request.applymarker`` in a fixture, ``add_marker``
+    in another plugin's setup hook): measure the test after all."""
+    session = item.config.stash.get(SESSION, None)
+    if session is not None and has_own_marker(item):
+        adopt_runtime_marker(item, session)
+
+
+def adopt_runtime_marker(item: pytest.Item, session: EnergySession) -> None:
+    """Start measuring a test whose marker appeared at run time, or apply its budgets to
+    what the ``energy`` fixture measures; a test already marked is left alone."""
+    state = item.stash.get(ITEM_STATE, None)
+    if state is None:
+        start(item, session)
+    elif state.config is not None and not state.config.has_marker:
+        start(item, session, uses_fixture=state.uses_fixture, state=state)
+
+
+def start(item: pytest.Item, session: EnergySession, *, uses_fixture: bool | None = None,
+          state: ItemState | None = None) -> ItemState:
+    """Build the test's state from its marker (or fail the test, naming the argument),
+    and choose the meter of a marked test (or skip or fail it)."""
+    if uses_fixture is None:
+        uses_fixture = FIXTURE_NAME in getattr(item, "fixturenames", ())
     error: str | None = None
     try:
         item_config = ItemConfig.from_item(item, session.config)
     except EnergyConfigError as exc:
         error = str(exc)
+    if error is None:
+        error = _unsupported(item)
     if error is not None:  # fail outside the except block: no chained exception shown
         item.stash[ITEM_STATE] = ItemState(None, uses_fixture, config_error=error)
         pytest.fail(error, pytrace=False)
-    state = ItemState(item_config, uses_fixture)
-    item.stash[ITEM_STATE] = state
+    if state is None:
+        state = ItemState(item_config, uses_fixture)
+        item.stash[ITEM_STATE] = state
+    state.config = item_config
     if item_config.marked:
         choose_meter(state, session)
+    return state
+
+
+def _unsupported(item: pytest.Item) -> str | None:
+    """Why a marked item cannot be measured: a doctest or another plugin's item has no
+    function the plugin can call repeatedly."""
+    if isinstance(item, pytest.Function) or item.get_closest_marker(MARKER_NAME) is None:
+        return None
+    return (f"{item.nodeid}: the energy_budget marker is not supported on "
+            f"{type(item).__name__} items (only test functions and unittest.TestCase "
+            "methods have a body the plugin can call repeatedly): call the code from a test "
+            "function with @pytest.mark.energy_budget, or use the energy fixture")
 
 
 def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
@@ -99,6 +162,7 @@ def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
         state.problem = choice.error
         pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
     device = state.config.device if state.config.device != "auto" else choice.device
+    set_wait_timeout(session.config.lock_timeout)  # --energy-lock-timeout, per process
     return Measurer(choice.meter, device=device, meter_note=choice.note,
                     read_timeout_s=session.config.read_timeout, sync=state.config.sync,
                     idle_baseline=session.config.idle_baseline,
@@ -110,23 +174,22 @@ def make_fixture(state: ItemState, session: EnergySession) -> EnergyFixture:
     return EnergyFixture(state, lambda: choose_meter(state, session))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """With the marker alone, run the test body under the measurement plan."""
-    state = pyfuncitem.stash.get(ITEM_STATE, None)
-    if state is None or state.config is None or not state.config.marked or state.uses_fixture:
-        return (yield)
-    session = pyfuncitem.config.stash[SESSION]
-    original = pyfuncitem.obj
+def _measured_body(item: pytest.Function, state: ItemState,
+                   session: EnergySession) -> Callable[..., Any] | None:
+    """``item.obj`` run warm-up + measured times under the plan, or None (with the
+    reason in ``state.problem``) when the marker alone cannot measure it."""
+    original = item.obj
     if inspect.iscoroutinefunction(original):
         state.problem = ("async test functions are not measured by the marker alone: "
                          "use the energy fixture inside the test")
-        return (yield)
+        return None
     measurer = choose_meter(state, session)
     config = state.config
+    assert config is not None
     result = measurer.new_result(config.items)
     state.result = result
 
+    @functools.wraps(original)  # keeps what unittest reads off the method (expectedFailure)
     def measured_body(*args: Any, **kwargs: Any) -> Any:
         try:
             value, _ = measurer.run(lambda: original(*args, **kwargs), warmup=config.warmup,
@@ -139,21 +202,76 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         state.problem = message
         pytest.fail(f"energy meter failed: {message}", pytrace=False)
 
-    pyfuncitem.obj = measured_body
+    return measured_body
+
+
+def _marker_measures(state: ItemState | None) -> bool:
+    """The marker alone measures the body (no ``energy`` fixture to do it)."""
+    return (state is not None and state.config is not None and state.config.marked
+            and not state.uses_fixture)
+
+
+@contextmanager
+def _swapped_body(item: pytest.Function, session: EnergySession) -> Iterator[None]:
+    """``item.obj`` replaced by its measured body for the duration of the block."""
+    state = item.stash.get(ITEM_STATE, None)
+    body = (_measured_body(item, state, session)
+            if state is not None and _marker_measures(state) else None)
+    if body is None:
+        yield
+        return
+    original = item.obj
+    item.obj = body
     try:
-        return (yield)
+        yield
     finally:
-        pyfuncitem.obj = original
+        item.obj = original
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """With the marker alone, run the test body under the measurement plan."""
+    with _swapped_body(pyfuncitem, pyfuncitem.config.stash[SESSION]):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Judge the budgets once the test body has finished without error."""
+    """Judge the budgets once the test body has finished without error.
+
+    A ``unittest.TestCase`` method never reaches ``pytest_pyfunc_call``: its measured
+    body is swapped in here (pytest calls ``item.obj`` through the test case)."""
     try:
-        yield  # an exception from the test propagates: no energy verdict on top of it
+        if isinstance(item, TestCaseFunction):
+            with _swapped_body(item, item.config.stash[SESSION]):
+                yield
+        else:
+            yield  # an exception from the test propagates: no energy verdict on top of it
     except KeyboardInterrupt:
         _record_interrupted(item)
         raise
+    if not getattr(item, "_excinfo", None):  # a failed unittest method: no verdict on top
+        judge(item)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_runtest_call")
+def pytest_runtest_call_marker_in_body(item: pytest.Item) -> None:
+    """``request.applymarker(pytest.mark.energy_budget(...))`` inside the test body: the
+    body has run once, unmeasured; run it again under the plan (warm-up included)."""
+    session = item.config.stash.get(SESSION, None)
+    if (session is None or not isinstance(item, pytest.Function)
+            or isinstance(item, TestCaseFunction) or not has_own_marker(item)):
+        return
+    state = item.stash.get(ITEM_STATE, None)
+    if state is not None and state.config is not None and state.config.has_marker:
+        return  # marked before the call: measured already
+    adopt_runtime_marker(item, session)
+    if _marker_measures(item.stash.get(ITEM_STATE, None)):
+        item.ihook.pytest_pyfunc_call(pyfuncitem=item)
+
+
+def judge(item: pytest.Item) -> None:
+    """The budget verdict of a finished call: raise when a budget is exceeded."""
     state = item.stash.get(ITEM_STATE, None)
     if state is None:
         return
@@ -188,7 +306,11 @@ def pytest_runtest_makereport(
     """Attach the entry (the test's numbers) to the report and add a details section."""
     report = yield
     state = item.stash.get(ITEM_STATE, None)
-    if state is None or (call.when == "setup" and report.passed):
+    if state is None:
+        return report
+    if call.when == "setup" and report.passed:
+        if hasattr(item.config, "workerinput"):  # xdist: announce it, for a crash
+            setattr(report, PENDING_ATTRIBUTE, build_entry(item.nodeid, state).to_json())
         return report
     if call.when == "teardown":
         # The entry carries everything from here on: free the live result (its per-call

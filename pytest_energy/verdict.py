@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_energy.config import ItemConfig
-from pytest_energy.entry import BUSY_PREFIX, RatingRule, Verdict
+from pytest_energy.entry import BUSY_PREFIX, Plan, RatingRule, Verdict
 from pytest_energy.measure import EnergyResult
 from pytest_energy.stars import stars_for_use
 from pytest_energy.units import format_duration_ms, format_energy
@@ -93,19 +93,15 @@ class _Checker:
             line = (f"energy budget exceeded: {format_energy(value)} per {label} > "
                     f"{format_energy(budget)} budget ({_over(value, budget)}), "
                     f"{self.result.meter_label}, {len(self.result.trials)} trials")
-            if self._inconclusive(budget, per_trial):
-                self.warnings.append(f"inconclusive: {line}, but the trials spread "
-                                     f"{format_energy(min(per_trial))} to "
-                                     f"{format_energy(max(per_trial))} "
-                                     f"(CV {self._cv() * 100:.0f}% > {self.config.max_cv:.0%})")
+            why = self._inconclusive(value, budget, per_trial)
+            if why is not None:
+                self.warnings.append(f"inconclusive: {line}, but {why}")
             else:
                 self.energy_failures.append(line)
-        elif self._inconclusive(budget, per_trial):
+        elif (why := self._inconclusive(value, budget, per_trial)) is not None:
             self.warnings.append(
                 f"inconclusive: {format_energy(value)} per {label} is within the "
-                f"{format_energy(budget)} budget, but the trials spread "
-                f"{format_energy(min(per_trial))} to {format_energy(max(per_trial))} "
-                f"(CV {self._cv() * 100:.0f}% > {self.config.max_cv:.0%})")
+                f"{format_energy(budget)} budget, but {why}")
         return value / budget
 
     def _cv(self) -> float:
@@ -113,9 +109,22 @@ class _Checker:
         spread = self.result.joules_spread
         return (spread.get("cv") or 0.0) if spread else 0.0
 
-    def _inconclusive(self, budget: float, per_trial: list[float]) -> bool:
-        return (len(per_trial) > 1 and self._cv() > self.config.max_cv
-                and min(per_trial) <= budget <= max(per_trial))
+    def _inconclusive(self, value: float, budget: float,
+                      per_trial: list[float]) -> str | None:
+        """Why the budget cannot be judged (``None`` when it can): the trials spread
+        across it (plain windows), or it lies inside the error bar of a phase-aligned
+        result (whose windows differ by design, so their spread says nothing)."""
+        if (len(per_trial) > 1 and self._cv() > self.config.max_cv
+                and min(per_trial) <= budget <= max(per_trial)):
+            return (f"the trials spread {format_energy(min(per_trial))} to "
+                    f"{format_energy(max(per_trial))} (CV {self._cv() * 100:.0f}% > "
+                    f"{self.config.max_cv:.0%})")
+        accuracy = self.result.accuracy
+        if (self.result.plan is Plan.PHASE_ALIGNED and accuracy is not None
+                and accuracy.relative is not None
+                and abs(value - budget) <= accuracy.relative * value):
+            return f"the budget is inside the {accuracy.text()}"
+        return None
 
 
 def _latency_use(checker: _Checker) -> float | None:

@@ -177,7 +177,7 @@ def test_history_trend_with_sparkline(history: Path) -> None:
     assert lines[0].startswith("tests/test_m.py::test_mlp  J/call  ")
     assert lines[0].endswith(cli.sparkline([1.0, 1.05, 1.2], None))
     assert "#1 'main'" in out and "+5.0%" in out and "+14.3%" in out
-    code, out, _ = run("--storage", str(history), "history", "tests/*::test_c*")
+    code, out, _ = run("--storage", str(history), "history", "--glob", "tests/*::test_c*")
     assert "test_cnn" in out and "test_mlp" not in out
     code, out, _ = run("--storage", str(history), "history", "nomatch")
     assert code == 0 and "no stored results for tests matching 'nomatch'" in out
@@ -226,8 +226,11 @@ def test_plot_writes_images(history: Path, tmp_path: Path, suffix: str) -> None:
 
 def test_storage_is_found_from_a_subdirectory(history: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a subdirectory of the project: the rootdir pytest would use (here the
+    directory of pyproject.toml, which has no pytest table)."""
     sub = tmp_path / "tests" / "deep"
     sub.mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert cli.find_storage(None, {}, sub) == history
     assert cli.find_storage(None, {"PYTEST_ENERGY_STORAGE": "/x"}, sub) == Path("/x")
     assert cli.find_storage("given", {"PYTEST_ENERGY_STORAGE": "/x"}, sub) == Path("given")
@@ -262,7 +265,8 @@ def test_prune_keeps_the_newest_per_machine_and_every_named_run(tmp_path: Path) 
     code, out, _ = run("--storage", str(directory), "runs", "--json")
     assert len(json.loads(out)) == 7  # a dry run deletes nothing
     code, out, _ = run("--storage", str(directory), "prune", "--keep", "1")
-    assert (code, out.strip()) == (0, "deleted 4 of 7 run(s): #2, #3, #4, #6; kept 3")
+    assert code == 0 and out.splitlines()[0] == "deleted 4 of 7 run(s): #2, #3, #4, #6; kept 3"
+    assert out.splitlines()[1].startswith(f"compacted {directory / 'history.sqlite3'}: ")
     code, out, _ = run("--storage", str(directory), "runs", "--json")
     assert [r["id"] for r in json.loads(out)] == [7, 5, 1]
     code, out, _ = run("--storage", str(directory), "show", "#2")
@@ -270,7 +274,7 @@ def test_prune_keeps_the_newest_per_machine_and_every_named_run(tmp_path: Path) 
     code, out, _ = run("--storage", str(directory), "prune", "--keep", "1")
     assert out.strip() == "nothing to delete: 0 of 3 run(s)"
     code, out, _ = run("--storage", str(directory), "prune", "--keep", "1", "--named-too")
-    assert out.strip() == "deleted 1 of 3 run(s): #1; kept 2"
+    assert out.splitlines()[0] == "deleted 1 of 3 run(s): #1; kept 2"
 
 
 def test_prune_needs_a_positive_keep(history: Path, capsys: pytest.CaptureFixture[str]) -> None:

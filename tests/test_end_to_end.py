@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-STEP = ["--energy-meter=energy_test_meters:StepMeter", "-p", "no:cacheprovider"]
+# the full summary layout (the default fits the terminal: tests/test_summary_width.py)
+STEP = ["--energy-meter=energy_test_meters:StepMeter", "-p", "no:cacheprovider",
+        "--energy-columns=all"]
 
 
 def test_within_budget_passes_and_is_summarised(meters: pytest.Pytester) -> None:
@@ -495,7 +497,7 @@ def test_estimated_meter_is_labelled(meters: pytest.Pytester) -> None:
             pass
         """
     )
-    result = meters.runpytest("--energy-meter=energy_test_meters:EstimatedStepMeter")
+    result = meters.runpytest("--energy-meter=energy_test_meters:EstimatedStepMeter", "-v")
     result.stdout.fnmatch_lines(["*test_modelled*1 J est.*", "est. = estimated, not measured*"])
 
 
@@ -532,7 +534,7 @@ def test_auto_meter_without_hardware_falls_back_to_labelled_estimate(
             sum(range(1000))
         """
     )
-    result = meters.runpytest()
+    result = meters.runpytest("--energy-columns=all")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "*test_cpu*est.*estimate cpu:process*ok",
@@ -784,7 +786,7 @@ def test_contaminated_over_budget_warns_by_default(meters: pytest.Pytester) -> N
         """
     )
     spec = "--energy-meter=energy_test_meters:ContaminatedMeter"
-    result = meters.runpytest(spec, "--energy-json=e.json")
+    result = meters.runpytest(spec, "--energy-json=e.json", "--energy-columns=all")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines([
         "*EnergyVerdictWarning*not failed: energy budget exceeded: 1 J per call*pid 42*",

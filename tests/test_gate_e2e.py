@@ -19,6 +19,7 @@ import pytest
 from pytest_energy.entry import Entry
 from pytest_energy.history.gate import RegressionGate
 from pytest_energy.history.runs import SessionOutcome
+from pytest_energy.history.schema import SCHEMA_VERSION
 
 GATE_METERS = textwrap.dedent(
     '''
@@ -287,7 +288,8 @@ def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
     result = suite.run(STEADY, "--energy-save=next")
     assert result.ret == 3
     result.stdout.fnmatch_lines(["*history.sqlite3 was written by a newer pytest-energy "
-                                 "(history schema 99; this version reads schema 2 and older)*"])
+                                 f"(history schema 99; this version reads schema "
+                                 f"{SCHEMA_VERSION} and older)*"])
     assert suite.db.read_bytes() == before
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import gc
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fakes.fake_pynvml import (
@@ -36,7 +34,6 @@ from fakes.fake_pynvml import (
 
 from pytest_energy.measure import Measurer
 from pytest_energy.meters.base import MeterError, MeterUnavailable
-from pytest_energy.meters.locks import peer_pids
 from pytest_energy.meters.nvml import NvmlMeter
 from pytest_energy.meters.nvml.sampler import (
     SAMPLE_PERIOD_S,
@@ -487,24 +484,3 @@ def test_power_limits_w(monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
     meter = NvmlMeter()
     meters.append(meter)
     assert meter.power_limits_w() == {"gpu:0": 700.0, "gpu:1": 250.0, "gpu:2": None}
-
-
-def test_peer_pytest_energy_processes_are_not_contamination(
-    monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter], tmp_path: Path
-) -> None:
-    monkeypatch.setenv("PYTEST_ENERGY_LOCK_DIR", str(tmp_path))
-    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (tmp_path / "pids").mkdir()
-        (tmp_path / "pids" / str(peer.pid)).touch()
-        (tmp_path / "pids" / "999999").touch()  # a dead peer: ignored
-        assert peer.pid in peer_pids() and 999999 not in peer_pids()
-        gpu = hopper(0, compute_processes=[FakeProcess(peer.pid), FakeProcess(1234)])
-        install(monkeypatch, [gpu])
-        meter = NvmlMeter()
-        meters.append(meter)
-        # the xdist sibling waits for our device lock: only pid 1234 contaminates
-        assert meter.conditions() == ["contaminated: 1 other compute process on gpu:0 (pid 1234)"]
-    finally:
-        peer.kill()
-        peer.wait()

@@ -127,8 +127,8 @@ def test_estimate_meter_is_labelled_estimated(pool_of: Any) -> None:
     ("FrozenMeter", "meter 'frozen' saw no energy over a *", "frozen step:0"),
     ("RaisingMeter", "the meter failed while measuring the reference: *sensor went away*",
      "raising step:0"),
-    ("BrokenDomainsMeter", "the reference workload could not be measured: RuntimeError: "
-     "no domains today", None),
+    ("BrokenDomainsMeter", "no CPU meter for the reference: *BrokenDomainsMeter ('broken') "
+     "is not usable: domains() raised RuntimeError: no domains today", None),
     ("nvml", "no CPU meter for the reference: --energy-meter=nvml measures GPUs*", None),
     ("no_such_module:Meter", "no CPU meter for the reference: --energy-meter=no_such_module"
      ":Meter: cannot import 'no_such_module'*", None),

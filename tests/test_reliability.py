@@ -153,8 +153,8 @@ def test_device_lock_waits_for_another_process_and_reports_it(tmp_path: Path,
         start = time.perf_counter()
         with exclusive(["gpu-GPU-test"]) as info:
             waited = time.perf_counter() - start
-        assert waited >= 0.2 and info["waited_s"] >= 0.2
+        assert waited >= 0.2 and info.waited_s >= 0.2
         with exclusive(["gpu-GPU-other"]) as free:  # another device: no wait
-            assert free["waited_s"] < 0.2
+            assert free.waited_s < 0.2
     finally:
         holder.wait(timeout=10)

@@ -120,12 +120,12 @@ def test_budget_rule_keeps_budget_ratings_everywhere() -> None:
 
 
 def test_group_rule_leaves_lone_tests_unrated() -> None:
-    entries = [*batch_group({"batch1": 2.0, "batch2": 1.0}),
+    entries = [*batch_group({"batch1": 2.0, "batch2": 1.5, "batch4": 1.0}),
                entry("t.py::test_lone", 1.0, rating=4)]
     entries = rs.apply_ratings(entries, RightsizingOptions(rating_rule="group"))
-    assert [e.rating for e in entries] == [1, 5, None]
-    assert entries[2].rating_rule is None
-    assert entries[2].budget_rating == 4
+    assert [e.rating for e in entries] == [1, 3, 5, None]
+    assert entries[3].rating_rule is None
+    assert entries[3].budget_rating == 4
 
 
 def test_apply_ratings_is_idempotent_and_rules_can_be_switched() -> None:
@@ -138,10 +138,12 @@ def test_apply_ratings_is_idempotent_and_rules_can_be_switched() -> None:
     assert [(e.rating, e.rating_rule) for e in entries] == [(1, "budget"), (1, "budget")]
 
 
-def test_all_equal_group_gets_five_stars() -> None:
-    entries = rs.apply_ratings(batch_group({"batch1": 1.0, "batch4": 1.0}), AUTO)
-    assert [e.rating for e in entries] == [5, 5]
-    assert [e.group_rank for e in entries] == [1, 1]  # ties share a rank
+def test_all_equal_group_has_no_range_and_is_rated_by_budget() -> None:
+    entries = batch_group({"batch1": 1.0, "batch2": 1.0, "batch4": 1.0},
+                          joules_budget=100.0, rating=5)
+    entries = rs.apply_ratings(entries, AUTO)
+    assert [(e.rating, e.rating_rule) for e in entries] == [(5, "budget")] * 3
+    assert [e.group_rank for e in entries] == [1, 1, 1]  # ties share a rank
 
 
 def test_only_valid_measurements_take_part() -> None:
@@ -156,28 +158,31 @@ def test_only_valid_measurements_take_part() -> None:
 
 
 def test_per_call_when_a_member_has_no_items() -> None:
-    entries = [entry("t.py::test_p[a]", 4.0, items=4), entry("t.py::test_p[b]", 2.0)]
+    entries = [entry("t.py::test_p[a]", 4.0, items=4), entry("t.py::test_p[b]", 2.0),
+               entry("t.py::test_p[c]", 3.0, items=3)]
     entries = rs.apply_ratings(entries, AUTO)
-    assert [e.rating_metric for e in entries] == ["J/call", "J/call"]
-    assert [e.rating for e in entries] == [1, 5]  # 4 J vs 2 J per call
+    assert [e.rating_metric for e in entries] == ["J/call"] * 3
+    assert [e.rating for e in entries] == [1, 5, 3]  # 4 J vs 2 J per call
 
 
 def test_different_meters_are_never_ranked_together() -> None:
     entries = [entry("t.py::test_p[gpu1]", 5.0, meter="nvml"),
                entry("t.py::test_p[gpu2]", 1.0, meter="nvml"),
+               entry("t.py::test_p[gpu3]", 3.0, meter="nvml"),
                entry("t.py::test_p[cpu]", 0.1, meter="rapl")]
     entries = rs.apply_ratings(entries, AUTO)
-    assert [e.group_size for e in entries] == [2, 2, 1]
-    assert [e.rating for e in entries] == [1, 5, None]
+    assert [e.group_size for e in entries] == [3, 3, 3, 1]
+    assert [e.rating for e in entries] == [1, 5, 3, None]
     tables = rs.rightsizing_tables(entries, AUTO)
     assert [t["title"] for t in tables] == ["test_p (nvml)"]
 
 
 def test_explicit_group_spans_functions() -> None:
     entries = [entry("t.py::test_torch", 2.0, items=2, group="mlp"),
-               entry("t.py::test_onnx", 1.0, items=2, group="mlp")]
+               entry("t.py::test_onnx", 1.0, items=2, group="mlp"),
+               entry("t.py::test_fixture", 1.5, items=2, group="mlp")]
     entries = rs.apply_ratings(entries, AUTO)
-    assert [e.rating for e in entries] == [1, 5]
+    assert [e.rating for e in entries] == [1, 5, 3]
 
 
 # ----- right-sizing tables ----------------------------------------------------------------
@@ -269,19 +274,20 @@ def test_per_call_table_says_why() -> None:
 
 
 def test_render_rightsizing_text() -> None:
-    entries = batch_group({"batch1": 9e-3, "batch32": 1e-3}, estimated=True,
+    entries = batch_group({"batch1": 9e-3, "batch8": 5e-3, "batch32": 1e-3}, estimated=True,
                           latency_budget=5.0)
     entries[0] = entries[0].replace(default_variant=True)
     entries = rs.apply_ratings(entries, AUTO)
     text = rs.render_rightsizing(rs.rightsizing_tables(entries, AUTO), AUTO, "ascii")
     lines = text.splitlines()
-    assert lines[0] == ("test_p: 2 variants compared by energy per item "
+    assert lines[0] == ("test_p: 3 variants compared by energy per item "
                         "(meter step, estimated)")
     assert lines[1].split() == ["variant", "J/item", "per", "1k", "items", "J/call",
                                 "latency", "med", "latency", "budget", "meets", "budgets",
                                 "rating", "note"]
     assert "9 mJ est." in lines[3] and "2.5 mWh" in lines[3] and "default" in lines[3]
-    assert "*****" in lines[4] and lines[4].rstrip().endswith("recommended")  # ASCII stars
+    assert "***.." in lines[4]
+    assert "*****" in lines[5] and lines[5].rstrip().endswith("recommended")  # ASCII stars
     assert lines[-1] == ("  89% less energy per item than the worst (batch1, 9x less); "
                          "89% less than the default (batch1, 9x less)")
     assert rs.render_rightsizing([], AUTO) == ""
@@ -333,15 +339,15 @@ def test_carbon_only_leaves_cost_empty() -> None:
 
 def test_summary_columns_and_lines() -> None:
     options = RightsizingOptions(carbon_intensity=500.0, price=0.3, currency="$")
-    entries = [*batch_group({"batch1": 3.6, "batch2": 1.8}), entry("t.py::test_lone", 1.0,
-                                                                      joules_budget=2.0, rating=3)]
+    entries = [*batch_group({"batch1": 3.6, "batch2": 1.8, "batch4": 0.9}),
+               entry("t.py::test_lone", 1.0, joules_budget=2.0, rating=3)]
     entries = rs.apply_ratings(entries, options)
     carbon = rs.carbon_cost(entries, options)
     headers, rows = rs.summary_columns(entries, carbon)
     assert headers == ["per 1k items", "rated by", "CO2e/call", "CO2e/1k items", "cost/call",
                        "cost/1k items"]
     assert rows[0] == ["1 Wh", "group", "500 ug", "500 mg", "3.00e-07 $", "3.00e-04 $"]
-    assert rows[2][:2] == ["-", "budget"]
+    assert rows[3][:2] == ["-", "budget"]
     lines = rs.summary_lines(entries, carbon, options)
     assert lines[0].startswith("rated by group: AI Energy Score rule")
     assert lines[1].startswith("rated by budget: five equal intervals")
@@ -465,7 +471,8 @@ def test_hints_off() -> None:
 
 def test_markdown_sections() -> None:
     options = RightsizingOptions(carbon_intensity=400.0)
-    entries = rs.apply_ratings(batch_group({"batch1": 9e-3, "batch32": 1e-3}), options)
+    entries = rs.apply_ratings(batch_group({"batch1": 9e-3, "batch8": 4e-3, "batch32": 1e-3}),
+                               options)
     tables = rs.rightsizing_tables(entries, options)
     carbon = rs.carbon_cost(entries, options)
     found = rs.hints(entries, tables, options)
@@ -553,3 +560,21 @@ def test_huge_groups_print_only_their_recommendation() -> None:
     assert f"({rs.MAX_PRINTED_VARIANTS + 1} variants: the full table is in the JSON report)" in text
     assert "recommended" in text
     assert len(tables[0]["variants"]) == rs.MAX_PRINTED_VARIANTS + 1  # JSON keeps them all
+
+
+def test_notes_of_huge_groups_are_bounded() -> None:
+    # 300 variants without items= made a 1,500-character "note" line (issue 14 item 21);
+    # several defaults and the unmeasured members were listed in full the same way.
+    entries = [entry(f"t.py::test_p[variant{n}]", 1.0 + n, items=None if n else 2.0,
+                     default=True) for n in range(300)]
+    entries += [entry(f"t.py::test_p[gone{n}]", None, verdict="invalid") for n in range(300)]
+    (table,) = rs.rightsizing_tables(rs.apply_ratings(entries, AUTO), AUTO)
+    per_call, defaults = table["notes"][:2]
+    assert per_call.startswith("compared per call: no items= on variant1, variant2, variant3, "
+                               "variant4, variant5 and 294 more; give items=")
+    assert "(variant0, variant1, variant2, variant3, variant4 and 295 more): using" in defaults
+    text = rs.render_rightsizing([table], AUTO, "utf-8")
+    assert max(len(line) for line in text.splitlines()) < 200
+    assert "and 295 more" in text.splitlines()[-1]  # the unmeasured members left out
+    compact = rs.render_rightsizing([table], AUTO, "utf-8", width=80)
+    assert max(len(line) for line in compact.splitlines()) <= 80

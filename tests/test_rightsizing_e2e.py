@@ -114,9 +114,14 @@ def test_explicit_group_joins_runtimes(burn: pytest.Pytester) -> None:
     tests = by_name(entries)
     assert tests["test_torch"].group == tests["test_onnx"].group == "mlp"
     assert tests["test_torch"].group_explicit is True
-    assert (tests["test_torch"].rating, tests["test_onnx"].rating) == (1, 5)
+    # two variants have no range to rate by (the group rule could only give 5 and 1
+    # stars): rated by budget use, here none, and the table says why
+    assert (tests["test_torch"].rating, tests["test_onnx"].rating) == (None, None)
+    assert tests["test_torch"].group_size == 2 and tests["test_torch"].group_rank == 2
     assert tests["test_other"].group_size == 1  # not part of "mlp"
     (table,) = rs.rightsizing_tables(entries, AUTO)
+    assert table["rating_rule"] == "budget"
+    assert "rated by budget use, not by the group: 2 variants are too few" in table["notes"][0]
     assert [v["variant"] for v in table["variants"]] == ["test_onnx", "test_torch"]
     assert table["recommended"] == table["default"] == "test_onnx"
     assert table["saving_vs_worst"] == pytest.approx(0.5)
@@ -260,7 +265,8 @@ def test_gpu_hint_from_a_real_run(burn: pytest.Pytester) -> None:
     # nvml itself under auto/nvml); this one declares its board's power limit.
     burn.makepyfile(GPU_SUITE)
     result = burn.runpytest("--energy-meter=rs_meters:LimitedGpuBurnMeter", "-p",
-                            "no:cacheprovider", "--energy-json=energy.json")
+                            "no:cacheprovider", "--energy-json=energy.json",
+                            "--energy-columns=all")  # the full layout: one line per hint
     result.assert_outcomes(passed=1)
     # The limit reaches the entry, and 50 W of 700 W is far under it: the plugin says so.
     result.stdout.fnmatch_lines([

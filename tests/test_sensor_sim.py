@@ -1,10 +1,9 @@
-"""The simulated part-time power sensor (bench/sensor_sim.py), and the antialiasing loop
-of pytest_energy.measure.antialias run against it."""
+"""The simulated part-time power sensor (bench/sensor_sim.py). The plugin's own plan
+runs against it in tests/test_aligned_plan.py (and against bench/workload_sim.py in
+tests/test_honest_numbers.py)."""
 
 from __future__ import annotations
 
-import math
-import random
 import sys
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 np = pytest.importorskip("numpy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from antialias_loop import BlockReading, per_call_energy  # noqa: E402
 from sensor_sim import (  # noqa: E402
     SENSORS,
     CallProfile,
@@ -23,9 +21,7 @@ from sensor_sim import (  # noqa: E402
     pulsed_call,
 )
 
-from pytest_energy.measure.antialias import choose_plan, complete_sets  # noqa: E402
-from pytest_energy.measure.grid import measure_grid, wait_for_step  # noqa: E402
-from pytest_energy.measure.schedule import PhaseSchedule, block_end  # noqa: E402
+from pytest_energy.measure.grid import wait_for_step  # noqa: E402
 from pytest_energy.meters.base import Meter  # noqa: E402
 
 A100, VOLTA, TURING = SENSORS["a100"], SENSORS["volta"], SENSORS["turing"]
@@ -173,81 +169,3 @@ def test_sim_meter_speaks_the_meter_protocol():
     assert min(abs(delta - 80.0), abs(delta - 120.0)) < 1e-2
     with pytest.raises(ValueError):
         SensorSim(A100, constant_call(0.01), devices=2).meter()
-
-
-# ----- the antialiasing loop, as a measuring plugin would run it ---------------------------
-def _measure(sim: SensorSim, budget_s: float = 2.0, window_s: float | None = None):
-    """The loop of bench/antialias_loop.py's module doc, scalar, on one device."""
-    read = lambda: float(sim.read_counter_j()[0])  # noqa: E731
-    clock = sim.clock()
-    t0 = clock()
-    call_s = sim.call.duration_s
-    grid = measure_grid(read, clock, period_s=sim.sensor.period_s)
-    assert grid is not None
-    plan = choose_plan(grid.period_s, call_s, budget_s=budget_s, sensor_window_s=window_s)
-    schedule = PhaseSchedule(plan, shift=random.Random(int(sim.phase[0] * 1e9)).random())
-    deadline = t0 + max(budget_s, plan.expected_s if plan.cover else 0.0)
-    readings: list[BlockReading] = []
-    while True:
-        block = schedule.next_block(grid, clock(), call_s)
-        whole = complete_sets([(r.phase_set, r.set_size) for r in readings])
-        if readings and block.finish_s > deadline and (whole or not plan.cover):
-            break
-        sim.sleep_until(block.start_s)
-        while clock() < block.reference_s:
-            sim.run_call()
-        t_ref, before = clock(), read()
-        end, min_calls = block_end(schedule.plan, grid, t_ref)
-        calls = 0
-        while clock() < end or calls < min_calls:
-            sim.run_call()
-            calls += 1
-        t_end, after = clock(), read()
-        readings.append(BlockReading(after - before, t_ref, t_end, calls, calls * call_s,
-                                        block.phase_set, block.set_size))
-    energy = per_call_energy(readings, grid)
-    assert energy is not None
-    return energy / sim.call.energy_j - 1, clock() - t0
-
-
-@pytest.mark.parametrize("sensor,call,tolerance", [
-    (A100, pulsed_call(0.01), 0.03),
-    (A100, pulsed_call(0.05), 0.05),
-    (A100, constant_call(0.002), 0.002),
-    (VOLTA, pulsed_call(0.05), 0.04),
-    (TURING, constant_call(0.3), 0.002),
-])
-def test_antialiased_loop_converges_where_a_naive_window_aliases(sensor, call, tolerance):
-    errors, times = [], []
-    for seed in range(12):
-        sim = SensorSim(sensor, call, seed=100 + seed, read_cost_s=1e-4)
-        sim.run_call()  # warm-up
-        err, took = _measure(sim)
-        errors.append(err)
-        times.append(took)
-    assert np.median(np.abs(errors)) <= tolerance
-    assert max(times) <= 2.0
-    if sensor is A100 and call.name.startswith("pulsed") and math.isclose(
-            call.duration_s, 0.05):
-        assert np.median(np.abs(_naive_errors(sensor, call, devices=12))) > 5 * tolerance
-
-
-@pytest.mark.parametrize("call_s,max_time", [(0.1, 2.0), (0.3, 2.0), (1.0, 4.3)])
-def test_known_sensor_window_covers_long_pulsed_calls(call_s, max_time):
-    """Calls of a whole number of counter periods see the sensor at the same point every
-    period; sets of period/window clean phases sample all of them (1 s calls need four,
-    so the plan runs past 2 s to finish the set)."""
-    call = pulsed_call(call_s)
-    errors, times = [], []
-    for seed in range(8):
-        sim = SensorSim(A100, call, seed=300 + seed, read_cost_s=1e-4)
-        sim.run_call()
-        err, took = _measure(sim, window_s=0.025)
-        errors.append(abs(err))
-        times.append(took)
-    assert np.median(errors) <= 0.01 and max(errors) <= 0.02, errors
-    assert max(times) <= max_time
-    if call_s == 0.3:  # without the window, four lead-in blocks do not fit in 2 s
-        sim = SensorSim(A100, call, seed=300, read_cost_s=1e-4)
-        sim.run_call()
-        assert abs(_measure(sim)[0]) > 0.05

@@ -109,7 +109,9 @@ def test_history_by_pattern_glob_and_limit(tmp_path: Path) -> None:
                                          entry("tests/test_m.py::test_cnn", joules)])
         by_substring = storage.history(pattern="mlp")
         assert [e.joules_per_call for _, e in by_substring] == [1.2, 1.1, 1.0]
-        by_glob = storage.history(pattern="tests/*::test_*", limit_runs=2)
+        assert len(storage.history(pattern="mlp[8]")) == 3  # brackets are text
+        assert storage.history(pattern="tests/*::test_*") == []  # a glob only when asked
+        by_glob = storage.history(pattern="tests/*::test_*", glob=True, limit_runs=2)
         assert len(by_glob) == 4
         assert storage.history(nodeids=[]) == []
         exact = storage.history(nodeids=["tests/test_m.py::test_cnn"], fingerprint="fp-a")
@@ -193,7 +195,7 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
 
 def test_empty_file_becomes_a_history(tmp_path: Path) -> None:
     st.db_path(tmp_path).write_bytes(b"")
-    assert open_storage(tmp_path, create=False) is not None
+    assert open_storage(tmp_path, create=False) is None  # no schema yet: no runs
     with opened(tmp_path) as storage:
         storage.save_run(new_run(), [entry("t::a")])
 

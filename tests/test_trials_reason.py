@@ -12,8 +12,6 @@ import pytest
 from pytest_energy.entry import Entry
 from pytest_energy.history.compare import _too_few_trials
 from pytest_energy.measure import Measurer
-from pytest_energy.measure.aligned import aligned_trials
-from pytest_energy.measure.antialias import choose_plan
 from pytest_energy.measure.windows import (
     auto_trials,
     default_max_time,
@@ -118,23 +116,6 @@ def test_explicit_rounds_say_how_they_were_split() -> None:
     assert few.reason.startswith("2 of 5 trials: rounds=2 gives one call per trial")
 
 
-def test_aligned_sets_that_fill_the_budget_name_max_time() -> None:
-    # 1 s calls on an A100-like sensor: one set of 4 phases, past the 2 s default
-    plan = choose_plan(0.1, 1.0, budget_s=2.0, sensor_window_s=0.025, cover=True)
-    count = aligned_trials(4, 1, plan, asked=5, max_time_s=2.0, default_max_time=True)
-    assert count.cut_by_time and count.got == 4
-    assert count.reason.startswith(
-        "4 of 5 trials: 4 windows in 1 whole phase set of 4, phase-aligned to the 100 ms "
-        "counter, sized to the 2 s default max_time (raise max_time for 5 trials")
-    suggested = suggest_max_time(0.1 + 2 * plan.set_s)
-    assert f'max_time="{suggested:g} s"' in count.reason
-    assert choose_plan(0.1, 1.0, budget_s=suggested, sensor_window_s=0.025).blocks >= 5
-    many = aligned_trials(12, 3, plan, asked=5, max_time_s=2.0)
-    assert not many.cut_by_time
-    assert many.reason == ("12 windows in 3 whole phase sets of 4, phase-aligned to the "
-                           "100 ms counter, sized to max_time=2 s")
-
-
 # ----- through the driver, on a simulated clock ----------------------------------------
 def test_a_bert_sized_call_gets_one_trial_one_warmup_and_a_warning() -> None:
     meter, data = _run(2.65)
@@ -224,7 +205,7 @@ def test_a_long_call_gets_one_trial_and_the_reports_say_why(meters: pytest.Pytes
     )
     result = meters.runpytest("--energy-meter=energy_test_meters:StepMeter",
                               "--energy-warmup-settle=0", "--energy-json=e.json", "-rA",
-                              "-p", "no:cacheprovider")
+                              "-p", "no:cacheprovider", "--energy-columns=all")
     result.assert_outcomes(passed=2)
     tests = {t["nodeid"].split("::")[-1]: t
              for t in json.loads((meters.path / "e.json").read_text())["tests"]}

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
+from pytest_energy.config import ItemConfig
 from pytest_energy.errors import EnergyConfigError
+from pytest_energy.options import (
+    SETTINGS_BY_NAME,
+    SessionConfig,
+    resolve_setting,
+    resolve_value,
+)
+from pytest_energy.parsers import parse_positive_seconds, parse_seconds_or_zero
 from pytest_energy.units import (
     format_duration_ms,
     format_energy,
@@ -100,3 +108,51 @@ def test_count_rejects_unicode_digits_found_by_fuzzing() -> None:
     for text in ("²", "³", "1²"):
         with pytest.raises(EnergyConfigError, match="expected a whole number"):
             parse_count(text, argument="rounds")
+
+
+# ----- duration options: a bare number means seconds everywhere (issue 14, item 21) ---------
+
+DURATION_OPTIONS = {"read_timeout": "--energy-read-timeout", "max_time": "--energy-max-time",
+                    "warmup_settle": "--energy-warmup-settle"}
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (5, 5.0), (2.5, 2.5), ("5", 5.0), (" 2 ", 2.0), ("1.5", 1.5), ("1e-1", 0.1),
+    ("500 ms", 0.5), ("1.5 s", 1.5), ("2min", 120.0), ("300 us", 3e-4),
+])
+def test_duration_options_read_bare_numbers_as_seconds(value: object, seconds: float) -> None:
+    for parse in (parse_positive_seconds, parse_seconds_or_zero):
+        assert parse(value, argument="max_time") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "must be > 0"), ("-1", "must be > 0"), ("fast", "expected a number of seconds"),
+    ("5 J", "unknown unit 'J'"), (True, "expected a number of seconds"),
+    (math.inf, "finite"), ("nan", "expected a number of seconds"),
+])
+def test_duration_options_refuse_bad_values_naming_seconds(value: object, message: str) -> None:
+    with pytest.raises(EnergyConfigError, match=f"max_time=.*{message}"):
+        parse_positive_seconds(value, argument="max_time")
+
+
+def test_zero_turns_the_settle_stage_off_and_negatives_are_refused() -> None:
+    assert parse_seconds_or_zero("0", argument="warmup_settle") == 0.0
+    with pytest.raises(EnergyConfigError, match=r"must be >= 0 \(0 turns it off\)"):
+        parse_seconds_or_zero("-1 s", argument="warmup_settle")
+
+
+@pytest.mark.parametrize("name", list(DURATION_OPTIONS))
+def test_bare_numbers_are_seconds_from_the_command_line_environment_and_ini(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    setting = SETTINGS_BY_NAME[name]
+    config = pytester.parseconfig(f"{DURATION_OPTIONS[name]}=2")
+    assert resolve_setting(setting, config, environ={}).value == 2.0
+    plain = pytester.parseconfig()
+    assert resolve_setting(setting, plain, environ={setting.env: "2"}).value == 2.0
+    assert resolve_value(setting, None, {}, "2").value == 2.0  # the ini value
+
+
+def test_a_bare_number_string_in_the_marker_is_seconds(pytester: pytest.Pytester) -> None:
+    session = SessionConfig.from_config(pytester.parseconfig(), environ={})
+    config = ItemConfig.from_values("t", marked=True, kwargs={"max_time": "2"}, session=session)
+    assert config.max_time == 2.0

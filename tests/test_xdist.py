@@ -78,7 +78,7 @@ def test_xdist_summary_json_and_isolation(pytester: pytest.Pytester,
     pytester.makepyfile(test_suite=SUITE.format(measured=12, plain=30))
     result = pytester.runpytest_subprocess(
         "-n", workers, "-p", "no:cacheprovider", "--energy-json=e.json",
-        "--energy-meter=recording_meter:RecordingMeter", "-o", "pythonpath=.")
+        "--energy-meter=recording_meter:RecordingMeter")
     result.assert_outcomes(passed=42)
     out = result.stdout.str()
     # every measured test exactly once in the summary and in the JSON
@@ -108,7 +108,7 @@ def test_same_rows_with_and_without_xdist(pytester: pytest.Pytester,
     for mode in ("0", "2"):
         result = pytester.runpytest_subprocess(
             "-n", mode, "-p", "no:cacheprovider", f"--energy-json=e{mode}.json",
-            "--energy-meter=recording_meter:RecordingMeter", "-o", "pythonpath=.")
+            "--energy-meter=recording_meter:RecordingMeter")
         result.assert_outcomes(passed=12)
         tests = json.loads((pytester.path / f"e{mode}.json").read_text())["tests"]
         rows[mode] = sorted((t["nodeid"], t["outcome"], t["joules_per_call"], t["calls"],
@@ -130,6 +130,7 @@ def test_measure_all_audits_unmarked_tests(meters: pytest.Pytester) -> None:
         """
     )
     result = meters.runpytest("--energy-meter=energy_test_meters:StepMeter", "--energy-all",
-                              "--energy-rounds=5", "-p", "no:cacheprovider")
+                              "--energy-rounds=5", "-p", "no:cacheprovider",
+                              "--energy-columns=all")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_unmarked*5+1w*measured", "*test_zz_count*measured"])

@@ -1,8 +1,10 @@
 """``pytest-energy``: read the results history the plugin saves (``--energy-save``).
 
-Commands: ``runs``, ``show RUN``, ``compare A B [--fail EXPR]``, ``history PATTERN``,
+Commands: ``runs``, ``show RUN``, ``compare A B [--fail EXPR]``, ``history TEST``,
 ``plot``, ``prune``, ``export --json``. A RUN is ``latest``, a run id (``12`` or
-``#12``) or a name given with ``--energy-save``.
+``#12``) or a name given with ``--energy-save``. ``history TEST`` takes a test id as
+it is (``'x.py::t[8]'``: brackets are text), or text that test ids contain; a glob
+only with ``--glob``.
 
 Exit codes, meant for scripts and CI:
 
@@ -15,11 +17,11 @@ Exit codes, meant for scripts and CI:
 
 The history directory is resolved like the plugin's ``storage`` option: ``--storage
 DIR``, else ``$PYTEST_ENERGY_STORAGE``, else ``energy_storage`` in the project's ini
-file (relative to that file's directory), else the nearest ``.energy/`` holding a
-history in the current directory or one of its parents, else ``./.energy`` (see
-:mod:`pytest_energy.cli.locate`). Options that mirror a plugin option (``--storage``,
-``compare --fail``, ``compare --alpha``) are built from the same row of the options
-table: same parser, help and default.
+file (relative to that file's directory), else ``.energy`` in the rootdir pytest would
+use here (see :mod:`pytest_energy.cli.locate`). Never a history found in some parent
+directory: a history is read only where the user configured it. Options that mirror a
+plugin option (``--storage``, ``compare --fail``, ``compare --alpha``) are built from
+the same row of the options table: same parser, help and default.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pytest_energy.cli.base import (
     EXIT_REGRESSION,
     EXIT_USAGE,
     CliError,
+    clean,
     sparkline,
 )
 from pytest_energy.cli.commands import Cli
@@ -52,8 +55,13 @@ from pytest_energy.units import parse_count
 __all__ = ["CLI_MIRRORS", "EXIT_CANNOT", "EXIT_OK", "EXIT_REGRESSION", "EXIT_USAGE", "Cli",
            "CliError", "build_parser", "find_inifile", "find_storage", "main", "sparkline"]
 
-STORAGE_NOTE = (" [env PYTEST_ENERGY_STORAGE, ini energy_storage; when neither is set: the "
-                "nearest .energy/ holding a history, here or in a parent directory]")
+STORAGE_NOTE = (" [env PYTEST_ENERGY_STORAGE, ini energy_storage; when neither is set: "
+                ".energy in the rootdir pytest uses when run here]")
+TEST_HELP = ("a test id, exactly as pytest prints it (quote it: 'tests/t.py::test_x[8]'; "
+             "brackets are text); when no test has that id, every test whose id contains "
+             "the text")
+GLOB_HELP = ("read TEST as a glob instead: * any text, ? one character, [...] one of "
+             "these characters (tests/*::test_mlp*); case-sensitive")
 # Options-table rows the CLI mirrors: row name -> (subcommand, or "" for global; flag).
 # A mirrored subcommand option left out takes its row's default (the plugin's default).
 CLI_MIRRORS = {"storage": ("", "--storage"), "compare_fail": ("compare", "--fail"),
@@ -85,9 +93,9 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                          help="show every test, not only changes beyond a threshold")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
-    history = commands.add_parser("history", help="trend of tests matching a pattern")
-    history.add_argument("pattern", metavar="TEST_PATTERN",
-                         help="substring of the test id, or a glob (tests/*::test_mlp*)")
+    history = commands.add_parser("history", help="trend of one test, or of tests matching")
+    history.add_argument("pattern", metavar="TEST", help=TEST_HELP)
+    history.add_argument("--glob", action="store_true", help=GLOB_HELP)
     history.add_argument("--metric", choices=list(METRICS), default="joules")
     history.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
     history.add_argument("--all-machines", action="store_true",
@@ -98,14 +106,16 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "plot", help="PNG or SVG: energy per test vs budget, or history trends (matplotlib)")
     plot.add_argument("run", type=run_ref, nargs="?", default="latest", metavar="RUN",
                       help="the run to plot (default latest)")
-    plot.add_argument("--history", metavar="TEST_PATTERN",
-                      help="plot the trend of matching tests instead")
+    plot.add_argument("--history", metavar="TEST",
+                      help="plot the trend of this test instead (as for history)")
+    plot.add_argument("--glob", action="store_true", help=GLOB_HELP)
     plot.add_argument("--metric", choices=list(METRICS), default="joules")
     plot.add_argument("-o", "--output", default="energy.png",
                       help="output file, .png or .svg (default energy.png)")
 
     prune = commands.add_parser(
-        "prune", help="delete old runs: keep the newest N per machine (named runs stay)")
+        "prune", help="delete old runs: keep the newest N per machine (named runs stay); "
+                      "then compact the file (VACUUM)")
     prune.add_argument("--keep", required=True, metavar="N",
                        type=argparse_type(functools.partial(parse_count, minimum=1), "--keep"),
                        help="unnamed runs to keep per machine fingerprint")
@@ -114,7 +124,8 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     prune.add_argument("--dry-run", action="store_true",
                        help="list what would be deleted, delete nothing")
 
-    export = commands.add_parser("export", help="export runs with every test and trial")
+    export = commands.add_parser(
+        "export", help="export runs with every test and trial (streamed as it is read)")
     export.add_argument("--json", action="store_true", required=True,
                         help="JSON (the only format so far)")
     export.add_argument("runs", type=run_ref, nargs="*", metavar="RUN",
@@ -160,7 +171,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
         result: int = getattr(cli, args.command)(args)
         return result
     except (CliError, StorageError, EnergyConfigError) as exc:
-        err.write(f"pytest-energy {args.command}: {exc}\n")
+        err.write(clean(f"pytest-energy {args.command}: {exc}") + "\n")
         return EXIT_CANNOT
     except BrokenPipeError:  # pytest-energy export --json | head
         return EXIT_OK

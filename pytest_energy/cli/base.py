@@ -7,6 +7,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_energy.history.printable import printable
+
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_CANNOT = 0, 1, 2, 3
 SPARKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
 ASCII_SPARKS = "_.-:=+*#"
@@ -14,6 +16,12 @@ ASCII_SPARKS = "_.-:=+*#"
 
 class CliError(Exception):
     """A reason to stop with exit code 3; the message says what to do."""
+
+
+def clean(text: str) -> str:
+    """``text`` safe to print: what a history holds was written by whoever ran the
+    tests (see :mod:`pytest_energy.history.printable`)."""
+    return printable(text)
 
 
 def sparkline(values: Sequence[float | None], encoding: str | None = None) -> str:
@@ -40,8 +48,11 @@ def sparkline(values: Sequence[float | None], encoding: str | None = None) -> st
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    """A plain text table, numbers left as formatted (no re-parsing by tabulate)."""
-    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+    """A plain text table, numbers left as formatted (no re-parsing by tabulate), each
+    cell :func:`clean` before its width is taken (newlines too: one row, one line)."""
+    cells = [[clean(str(cell)).replace("\n", "\\n").replace("\t", "\\t") for cell in row]
+             for row in rows]
+    return str(tabulate(cells, headers=headers, tablefmt="simple", disable_numparse=True))
 
 
 def machine_label(machine: dict[str, Any]) -> str:
@@ -60,3 +71,10 @@ def meters_label(meter: dict[str, Any]) -> str:
     names = sorted({str(m.get("name")) + (" (est.)" if m.get("estimated") else "")
                     for m in used.values() if isinstance(m, dict)})
     return ", ".join(names) or "-"
+
+
+def version_text() -> str:
+    """What ``pytest-energy --version`` prints: the installed plugin's version."""
+    from pytest_energy._version import __version__
+
+    return f"pytest-energy {__version__}"

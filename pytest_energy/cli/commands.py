@@ -2,19 +2,25 @@
 
 A method returns the exit code, or raises :class:`CliError` (exit 3) with a message
 that says what to do. Tests pass ``io.StringIO`` streams and read what was printed.
+
+Everything printed as text goes through :func:`~pytest_energy.cli.base.clean`: a
+history is written by whoever ran the tests, and its strings reach the terminal.
+JSON output escapes control characters by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO
 
 from pytest_energy.cli.base import (
     EXIT_OK,
     EXIT_REGRESSION,
     CliError,
+    clean,
     machine_label,
     meters_label,
     sparkline,
@@ -31,10 +37,10 @@ from pytest_energy.history.machine import (
     machine_identity,
 )
 from pytest_energy.history.metrics import METRICS, Metric, Threshold
-from pytest_energy.history.runs import RunInfo, prune_candidates
+from pytest_energy.history.runs import INCOMPLETE, RunInfo, prune_candidates
 from pytest_energy.history.schema import SCHEMA_VERSION
 from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
-from pytest_energy.report.jsonreport import atomic_write_text, machine_info
+from pytest_energy.report.jsonreport import atomic_writer, machine_info
 
 EXPORT_VERSION = 1
 RUN_HEADERS = ["run", "name", "created", "commit", "branch", "tests", "status", "machine",
@@ -75,6 +81,41 @@ def _trend_rows(items: list[tuple[RunInfo, Entry]], values: list[float | None],
     return rows
 
 
+def select_tests(storage: Storage, test: str, *, glob: bool = False,
+                 **where: Any) -> list[tuple[RunInfo, Entry]]:
+    """The stored results ``history`` and ``plot --history`` show: with ``glob``, tests
+    matching the glob; else the test with exactly this id (``t.py::t[8]``: brackets are
+    text) and, when there is none, tests whose id contains the text."""
+    if glob:
+        return storage.history(pattern=test, glob=True, **where)
+    return storage.history([test], **where) or storage.history(pattern=test, **where)
+
+
+def _indented(value: Any, indent: int) -> str:
+    """``value`` as ``json.dumps(indent=2)`` writes it ``indent`` spaces deep."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + " " * indent)
+
+
+def write_export(out: IO[str], runs: Iterable[RunInfo],
+                 results: Callable[[int], Iterable[Mapping[str, Any]]]) -> int:
+    """Write the export JSON to ``out`` as it is read: one run's header, then its results
+    one at a time from ``results(run_id)``, so memory does not grow with the history.
+    The text is what ``json.dumps(export, indent=2)`` gives. Returns the runs written."""
+    out.write(f'{{\n  "version": {EXPORT_VERSION},\n  "schema": {SCHEMA_VERSION},\n  "runs": [')
+    count = 0
+    for count, run in enumerate(runs, start=1):
+        out.write(",\n    {" if count > 1 else "\n    {")
+        for key, value in run.to_dict().items():
+            out.write(f"\n      {json.dumps(key)}: {_indented(value, 6)},")
+        out.write('\n      "results": [')
+        written = 0
+        for written, entry in enumerate(results(run.id), start=1):
+            out.write(("," if written > 1 else "") + "\n        " + _indented(entry, 8))
+        out.write("\n      ]\n    }" if written else "]\n    }")
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
+
+
 def _verdict_line(regressed: list[str], failed: bool) -> str:
     if failed:
         return f"FAILED: {len(regressed)} test(s) regressed: {', '.join(regressed)}"
@@ -92,7 +133,10 @@ class Cli:
         self.err = err
 
     def print(self, text: str = "") -> None:
-        self.out.write(text + "\n")
+        self.out.write(clean(text) + "\n")
+
+    def warn(self, text: str) -> None:
+        self.err.write(clean(text) + "\n")
 
     def open(self) -> Storage:
         """The history, read-only; a CliError that says how to make one when there is none."""
@@ -115,6 +159,16 @@ class Cli:
             shown = f"#{ref}" if ref.isdigit() else repr(ref)
             raise CliError(f"no run {shown} in {storage.path} (named runs: "
                            f"{', '.join(names) or 'none'}; see pytest-energy runs)")
+        return run
+
+    def resolve_baseline(self, storage: Storage, ref: str) -> RunInfo:
+        """The baseline ``ref`` names: never an incomplete run (a test was interrupted
+        or errored). A name or ``latest`` means its newest complete run; an id of an
+        incomplete run is refused."""
+        run = storage.run(ref, complete_only=True) or self.resolve(storage, ref)
+        if run.status == INCOMPLETE:
+            raise CliError(f"run {run.label} is incomplete (a measured test was interrupted "
+                           "or errored): it is never a baseline")
         return run
 
     # ----- commands ---------------------------------------------------------------------
@@ -160,14 +214,14 @@ class Cli:
         if not force:
             raise CliError(message + " (hostname, clocks and temperatures do not "
                            "count); add --force to compare anyway")
-        self.err.write(f"pytest-energy: warning: {message}\n")
+        self.warn(f"pytest-energy: warning: {message}")
 
     def compare(self, args: argparse.Namespace) -> int:
         """B against the baseline A: the newest --baseline-runs runs of A's name saved
         before B (A alone when A is a run id), judged like the plugin's gate."""
         thresholds: tuple[Threshold, ...] = args.fail
         with self.open() as storage:
-            base = self.resolve(storage, args.baseline)
+            base = self.resolve_baseline(storage, args.baseline)
             new = self.resolve(storage, args.current)
             self._check_same_hardware(base, new, args.force)
             runs = [r for r in baseline_runs(storage, base, args.baseline, 1000)
@@ -201,7 +255,7 @@ class Cli:
         for line in shift_lines(decision.result):
             self.print(line)
         if decision.message:
-            self.err.write(f"warning: {decision.message}\n")
+            self.warn(f"warning: {decision.message}")
 
     def history(self, args: argparse.Namespace) -> int:
         metric = METRICS[args.metric]
@@ -210,8 +264,8 @@ class Cli:
             only = None
             if not args.all_machines and storage.runs(fingerprint=here, limit=1):
                 only = here
-            pairs = storage.history(pattern=args.pattern, fingerprint=only,
-                                    limit_runs=args.limit)
+            pairs = select_tests(storage, args.pattern, glob=args.glob, fingerprint=only,
+                                 limit_runs=args.limit)
         if not pairs:
             self.print(f"no stored results for tests matching {args.pattern!r}"
                        + (" on this machine (try --all-machines)" if only else ""))
@@ -235,7 +289,7 @@ class Cli:
         metric = METRICS[args.metric]
         with self.open() as storage:
             if args.history:
-                pairs = storage.history(pattern=args.history, limit_runs=50)
+                pairs = select_tests(storage, args.history, glob=args.glob, limit_runs=50)
             else:
                 run = self.resolve(storage, args.run)
                 entries = storage.entries(run.id)
@@ -262,22 +316,32 @@ class Cli:
         assert writable is not None
         with writable:
             deleted = writable.delete_runs(r.id for r in doomed)
-        self.print(f"deleted {deleted} of {len(runs)} run(s): {listed}; kept "
-                   f"{len(runs) - deleted}")
+            self.print(f"deleted {deleted} of {len(runs)} run(s): {listed}; kept "
+                       f"{len(runs) - deleted}")
+            self._compact(writable)
         return EXIT_OK
 
+    def _compact(self, storage: Storage) -> None:
+        """VACUUM after a prune: SQLite keeps a deleted run's pages inside the file."""
+        try:
+            freed = storage.vacuum()
+        except StorageError as exc:  # the runs are deleted all the same
+            self.warn(f"pytest-energy prune: the file was not compacted: {exc}; run prune "
+                      f"again later, or: sqlite3 {storage.path} VACUUM")
+            return
+        self.print(f"compacted {storage.path}: {freed / 1e6:.1f} MB given back")
+
     def export(self, args: argparse.Namespace) -> int:
+        """Stream the runs as JSON (see :func:`write_export`), to a file atomically."""
         with self.open() as storage:
             runs = [self.resolve(storage, ref) for ref in args.runs] or storage.runs()
-            data = {"version": EXPORT_VERSION, "schema": SCHEMA_VERSION,
-                    "runs": [{**r.to_dict(), "results": storage.entries_json(r.id)} for r in runs]}
-        text = json.dumps(data, indent=2) + "\n"
-        if not args.output:
-            self.out.write(text)
-            return EXIT_OK
-        try:
-            atomic_write_text(args.output, text)
-        except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            if not args.output:
+                write_export(self.out, runs, storage.iter_entries_json)
+                return EXIT_OK
+            try:
+                with atomic_writer(args.output) as handle:
+                    write_export(handle, runs, storage.iter_entries_json)
+            except OSError as exc:
+                raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         self.print(f"exported {len(runs)} run(s) to {args.output}")
         return EXIT_OK

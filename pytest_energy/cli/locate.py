@@ -1,13 +1,15 @@
-"""Where the ``pytest-energy`` CLI finds the history: the plugin's precedence, then a search.
+"""Where the ``pytest-energy`` CLI finds the history: exactly where the plugin saves it.
 
 The plugin resolves ``storage`` as ``--energy-storage`` > ``$PYTEST_ENERGY_STORAGE`` >
-ini ``energy_storage`` (relative to the rootdir) > ``.energy``. The CLI must land on
-the same directory, or ``pytest-energy runs`` would miss the runs a project saves
-where its ini file says. So it finds the project's ini file the way pytest does with
-no arguments (from the current directory upward, first file with pytest
-configuration wins) and reads the same row of the options table. Only then does it
-fall back to the nearest ``.energy/`` holding a history, so it also works from a
-subdirectory of a project without configuration.
+ini ``energy_storage`` > ``.energy``, the last two relative to pytest's rootdir. The
+CLI must land on the same directory, or ``pytest-energy runs`` would miss the runs a
+project saves where its ini file says. So it finds the project's ini file and rootdir
+the way pytest does when run here without arguments (the first directory, from here
+upward, with a file holding pytest configuration; else the nearest ``pyproject.toml``;
+else the nearest ``setup.py``; else here) and reads the same row of the options table.
+
+It never searches parent directories for some ``.energy/`` holding a history: a
+history there may be anyone's (a shared ``/tmp``), and the CLI prints what it holds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 import iniconfig
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.history.storage import DB_NAME, DEFAULT_DIR
 from pytest_energy.options import SETTINGS_BY_NAME, resolve_storage_dir, resolve_value
 
 if sys.version_info >= (3, 11):
@@ -96,15 +97,21 @@ def find_inifile(cwd: Path) -> tuple[Path, IniValues] | None:
     return None
 
 
-def _nearest_history(cwd: Path) -> Path:
-    for directory in (cwd, *cwd.parents):
-        if (directory / DEFAULT_DIR / DB_NAME).is_file():
-            return directory / DEFAULT_DIR
-    return cwd / DEFAULT_DIR
+def find_rootdir(cwd: Path, inifile: Path | None) -> Path:
+    """pytest's rootdir when run here without arguments: the ini file's directory; with
+    none, the nearest ``pyproject.toml``'s, else the nearest ``setup.py``'s, else here."""
+    if inifile is not None:
+        return inifile.parent
+    for marker in ("pyproject.toml", "setup.py"):
+        for directory in (cwd, *cwd.parents):
+            if (directory / marker).is_file():
+                return directory
+    return cwd
 
 
 def find_storage(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
-    """The history directory: ``--storage`` > environment > ini > nearest history.
+    """The history directory: ``--storage`` > environment > ini > ``.energy`` in the
+    rootdir (see module doc).
 
     Relative paths: as given (from the current directory) for the flag and the
     environment, from the ini file's directory (pytest's rootdir) for the ini key.
@@ -120,7 +127,5 @@ def find_storage(explicit: str | None, environ: Mapping[str, str], cwd: Path) ->
             ini_value = None if raw is None else str(raw)
     resolved = resolve_value(setting, explicit or None, environ, ini_value,
                              ini_source=f"{inifile}: {setting.ini}")
-    if resolved.source == "default":
-        return _nearest_history(cwd)
-    rootdir = inifile.parent if inifile is not None else cwd
-    return resolve_storage_dir(resolved, invocation_dir=Path(), rootdir=rootdir)
+    return resolve_storage_dir(resolved, invocation_dir=Path(),
+                               rootdir=find_rootdir(cwd, inifile))

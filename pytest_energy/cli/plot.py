@@ -14,6 +14,7 @@ from pytest_energy.cli.base import CliError
 from pytest_energy.entry import Entry
 from pytest_energy.history.metrics import Metric
 from pytest_energy.history.runs import RunInfo
+from pytest_energy.report.jsonreport import atomic_writer
 
 PLOT_SUFFIXES = (".png", ".svg")
 
@@ -45,8 +46,8 @@ def save_figure(plt: Any, output: Path, draw: Callable[[Any], None]) -> None:
     try:
         draw(axes)
         figure.tight_layout()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(output)
+        with atomic_writer(output, binary=True) as handle:  # umask, links: as reports
+            figure.savefig(handle, format=output.suffix.lower().lstrip("."))
     except OSError as exc:
         raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
     finally:

@@ -4,6 +4,10 @@
 machine type is a fair baseline, so ``latest`` and names are looked up among this
 machine's runs first; a name found only on other hardware is reported as refused, not
 silently skipped, and a missing baseline names what the history does hold.
+
+An incomplete run (a measured test was interrupted or errored: a Ctrl-C'd run, stored
+``incomplete`` whatever status it was saved with) is never a baseline: ``latest`` and
+names skip it, and an id naming one is reported as missing, with why.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pytest_energy.history.machine import (
     identity_differences,
     machine_identity,
 )
-from pytest_energy.history.runs import LATEST, RunInfo, ref_label
+from pytest_energy.history.runs import INCOMPLETE, LATEST, RunInfo, ref_label
 from pytest_energy.history.storage import Storage
 
 
@@ -46,6 +50,10 @@ def find_baseline(storage: Storage | None, ref: str, fingerprint: str,
         baseline = storage.run(ref, complete_only=True)  # the name exists elsewhere?
     if baseline is None:
         return BaselineLookup(missing=_no_such_run(storage, ref, where))
+    if baseline.status == INCOMPLETE:  # only an id can name one
+        return BaselineLookup(missing=(
+            f"run {baseline.label} in {where} is incomplete (a measured test was "
+            "interrupted or errored) and is never a baseline"))
     if baseline.fingerprint != fingerprint:
         return BaselineLookup(baseline, refused=(
             f"baseline {baseline.label} was measured on different hardware: "
@@ -56,7 +64,10 @@ def find_baseline(storage: Storage | None, ref: str, fingerprint: str,
 
 
 def _no_such_run(storage: Storage, ref: str, where: str) -> str:
-    """A run that does not exist: name the ones that do."""
+    """A run that does not exist (or only incomplete): name the ones that do."""
+    if storage.run(ref) is not None:
+        return (f"every run {ref_label(ref)} in {where} is incomplete (a measured test was "
+                "interrupted or errored): none is a baseline")
     names = sorted({r.name for r in storage.runs() if r.name})
     return f"no run {ref_label(ref)} in {where} (named runs: {', '.join(names) or 'none'})"
 
@@ -64,6 +75,9 @@ def _no_such_run(storage: Storage, ref: str, where: str) -> str:
 def _nothing_on_this_machine(storage: Storage, fingerprint: str, machine: Mapping[str, Any],
                              where: str) -> str:
     """Why ``latest`` found no baseline, and where the newest run was measured instead."""
+    if storage.run(LATEST, fingerprint=fingerprint) is not None:
+        return (f"every run saved on this machine (fingerprint {fingerprint}) in {where} is "
+                "incomplete (a measured test was interrupted or errored): none is a baseline")
     newest = storage.run(LATEST)
     elsewhere = ""
     if newest is not None:

@@ -27,6 +27,7 @@ session passes: the first run on a new runner or branch must not break CI.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ from pytest_energy.history.machine import (
     with_cpu_model,
 )
 from pytest_energy.history.metrics import Threshold, default_thresholds
+from pytest_energy.history.pending import ExitHook, confirm_status, exit_hook
+from pytest_energy.history.printable import printable
 from pytest_energy.history.runlevel import BaselineRun
-from pytest_energy.history.runs import LATEST, PASSED, NewRun, RunInfo, SessionOutcome
+from pytest_energy.history.runs import INCOMPLETE, LATEST, PASSED, NewRun, RunInfo, SessionOutcome
 from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
 from pytest_energy.history.suggest import MarkerSuggestion, suggest_markers
 from pytest_energy.parsers import PRINT_ONLY
@@ -113,6 +116,7 @@ class RegressionGate:
         self._basis = SuggestionBasis()
         self._outcome = SessionOutcome()
         self._unsaved: str | None = None  # why this run may not enter the history
+        self._exit_hook: ExitHook | None = None  # pytest's cleanup: confirms the save
         self.messages: list[str] = []  # warnings and errors, shown and put in the JSON
         self.infos: list[str] = []  # what was done (saved to..., markdown written to...)
         self._exit: int | None = None
@@ -149,6 +153,7 @@ class RegressionGate:
         try:
             self._outcome = SessionOutcome.of(session)
             self._unsaved = self._outcome.unsaved_reason(entries)
+            self._exit_hook = exit_hook(session)
             self._finish(entries, meter, machine)
         except Exception as exc:  # the gate must never turn a run into a traceback
             self._error(f"internal error in the regression gate: {type(exc).__name__}: {exc}")
@@ -344,20 +349,27 @@ class RegressionGate:
         return written
 
     def _save(self, storage: Storage, run: _Run) -> None:
+        """Save the run; in a pytest session ``incomplete`` until pytest exits normally
+        (see :mod:`.pending`: a Ctrl-C after the save leaves no baseline behind)."""
         commit, dirty, branch = git_state(self.rootdir, self.environ)
+        status = self._run_status(run)
         new = NewRun(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      fingerprint=run.fingerprint, machine=run.machine, meter=run.meter,
                      name=self.save, commit=commit, dirty=dirty, branch=branch,
-                     plugin_version=__version__, status=self._run_status(run))
+                     plugin_version=__version__,
+                     status=INCOMPLETE if self._exit_hook else status)
         try:
             saved = storage.save_run(new, run.entries, run.meter_ids)
         except StorageError as exc:
             self._error(str(exc))
             return
+        if self._exit_hook is not None:
+            self._exit_hook(functools.partial(confirm_status, self.storage_dir, saved.id,
+                                              status))
         self.result["saved"] = {"id": saved.id, "name": saved.name, "path": str(storage.path),
-                                "tests": saved.tests, "status": saved.status}
+                                "tests": saved.tests, "status": status}
         self.infos.append(f"energy history: saved run {saved.label} ({saved.tests} tests, "
-                          f"{saved.commit_label}, {saved.status}) to {storage.path}")
+                          f"{saved.commit_label}, {status}) to {storage.path}")
 
     def _write_markdown(self, entries: Sequence[Entry]) -> None:
         assert self.markdown is not None
@@ -382,5 +394,5 @@ class RegressionGate:
                                           basis=self._basis))
         lines.extend(self.infos)
         lines.extend(f"pytest-energy: {message}" for message in self.messages)
-        return lines
+        return [printable(line) for line in lines]  # they quote what the history holds
 

@@ -87,7 +87,7 @@ class RunInfo:
     meter: dict[str, Any]
     plugin_version: str | None
     tests: int
-    status: str | None = None  # RUN_STATUSES, "incomplete" (schema 1 only) or None (unknown)
+    status: str | None = None  # RUN_STATUSES, "incomplete" or None (unknown: schema 1)
 
     @property
     def label(self) -> str:
@@ -131,7 +131,9 @@ class NewRun:
     status: str | None = None  # one of RUN_STATUSES; see run_status()
 
 
-# A run's status in the history. INCOMPLETE only appears in runs saved by schema 1.
+# A run's status in the history. INCOMPLETE: a measured test errored or was interrupted
+# (schema 1 saved such runs; the history marks any it is given), or pytest did not exit
+# normally after the save (see .pending). Never a baseline, never learned from.
 PASSED = "passed"
 FAILED = "failed"
 REGRESSED = "regressed"

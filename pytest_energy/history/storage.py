@@ -7,9 +7,11 @@ Layout of the directory (default ``.energy/``)::
 
 Each *run* has its time, git commit (and whether the tree was dirty), branch, machine
 facts and their fingerprint (see :mod:`pytest_energy.history.machine`), the meters
-used and an optional name (see :mod:`pytest_energy.history.runs`). Each *result* is
-one test's :class:`~pytest_energy.entry.Entry` in its JSON form, with every trial,
-plus a few columns for queries. Nothing is pickled or evaluated: JSON in, JSON out.
+used, an optional name and a status (see :mod:`pytest_energy.history.runs`). Each
+*result* is one test's :class:`~pytest_energy.entry.Entry`, with every trial, packed
+(:mod:`.codec`, :mod:`.results`: about 320 bytes a test instead of 4 KB of JSON),
+plus the outcome for queries. Nothing is pickled or evaluated: what is read back is
+exactly the JSON object ``Entry.to_json()`` gave.
 
 Why these choices:
 
@@ -22,21 +24,35 @@ Why these choices:
   IMMEDIATE`` transactions, so a save is all or nothing.
 * Reading never creates anything: ``pytest-energy runs`` in a fresh checkout says
   there is no history instead of leaving an empty database behind.
+* **A run holding an interrupted or errored test is stored ``incomplete``**, whatever
+  status the caller gave: it is never a baseline (:mod:`.baseline`).
+* Results are read one at a time from the cursor (:meth:`Storage.iter_entries_json`),
+  so exporting a large history takes bounded memory; :meth:`Storage.vacuum` gives the
+  pages of deleted runs back to the file system.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import sqlite3
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_energy.entry import Entry
+from pytest_energy.history.results import (
+    HistoryQuery,
+    ResultRow,
+    history_query,
+    insert_results,
+    is_incomplete,
+    rows_for,
+    run_range,
+)
 from pytest_energy.history.runs import INCOMPLETE, LATEST, NewRun, RunInfo
 from pytest_energy.history.schema import (
+    PACKED_VERSION,
     SCHEMA_VERSION,
     STATUS_COLUMN,
     check_header,
@@ -47,7 +63,6 @@ from pytest_energy.history.sqlite import (
     BUSY_TIMEOUT_S,
     StorageError,
     dumps,
-    float_or_none,
     immediate_transaction,
     json_object,
     sqlite_errors,
@@ -62,7 +77,6 @@ GITIGNORE = "# created by pytest-energy: results history of this machine, not fo
 
 # Keep IN (...) lists under SQLite's historic limit of 999 bound parameters.
 _IN_CHUNK = 500
-_GLOB_CHARACTERS = "*?["
 
 
 class Storage:
@@ -78,6 +92,7 @@ class Storage:
         self._status = run_status_sql(version)
         self._run_columns = ("runs.*" if self._status == STATUS_COLUMN
                              else f"runs.*, {self._status} AS status")
+        self._rows = rows_for(connection, version, PACKED_VERSION)
 
     # ----- context management ---------------------------------------------------------
     def __enter__(self) -> Storage:
@@ -101,10 +116,16 @@ class Storage:
     # ----- writing ----------------------------------------------------------------------
     def save_run(self, run: NewRun, entries: Iterable[Entry],
                  meter_identities: Mapping[str, str] | None = None) -> RunInfo:
-        """Store a run and its entries in one transaction; return the stored run."""
+        """Store a run and its entries in one transaction; return the stored run.
+
+        A run holding an interrupted or errored test is stored ``incomplete`` whatever
+        ``run.status`` says (see module doc).
+        """
         self._check_writable()
-        entries = list(entries)
         identities = meter_identities or {}
+        rows = [ResultRow(entry.nodeid, entry.to_json(), identities.get(entry.nodeid))
+                for entry in entries]
+        status = INCOMPLETE if any(is_incomplete(row.data) for row in rows) else run.status
         with self._errors("saving the run"), immediate_transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO runs (name, created, commit_sha, dirty, branch, fingerprint, "
@@ -112,39 +133,58 @@ class Storage:
                 (run.name, run.created, run.commit,
                  None if run.dirty is None else int(run.dirty), run.branch,
                  run.fingerprint, dumps(run.machine), dumps(run.meter),
-                 run.plugin_version, len(entries), run.status))
+                 run.plugin_version, len(rows), status))
             run_id = int(cursor.lastrowid or 0)
-            self._db.executemany(
-                "INSERT OR REPLACE INTO results (run_id, nodeid, outcome, meter_identity, "
-                "joules_per_call, joules_per_item, latency_ms, budget_joules, "
-                "budget_latency_ms, entry) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [_result_row(run_id, entry, identities.get(entry.nodeid))
-                 for entry in entries])
+            insert_results(self._db, run_id, rows)
         info = self.run(str(run_id))
         assert info is not None
         return info
 
     def delete_runs(self, run_ids: Iterable[int]) -> int:
-        """Delete runs and their results in one transaction; return how many went."""
-        self._check_writable()
-        ids = sorted({int(i) for i in run_ids})
+        """Delete runs and their results in one transaction; return how many went.
+        Node ids no stored result refers to any more go too."""
+        self._check_writable()  # so the file is at SCHEMA_VERSION: packed results
         deleted = 0
         with self._errors("deleting runs"), immediate_transaction(self._db):
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start:start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                self._db.execute(f"DELETE FROM results WHERE run_id IN ({marks})", chunk)
-                cursor = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
-                deleted += cursor.rowcount
+            for run_id in sorted({int(i) for i in run_ids}):
+                self._db.execute("DELETE FROM results WHERE id BETWEEN ? AND ?",
+                                 run_range(run_id))
+                deleted += self._db.execute("DELETE FROM runs WHERE id = ?",
+                                            (run_id,)).rowcount
+            self._db.execute("DELETE FROM tests WHERE NOT EXISTS (SELECT 1 FROM results "
+                             "WHERE results.test_id = tests.id)")
+            self._db.execute("DELETE FROM modules WHERE NOT EXISTS (SELECT 1 FROM tests "
+                             "WHERE tests.module = modules.id)")
         return deleted
+
+    def set_status(self, run_id: int, status: str) -> None:
+        """Give a run saved ``incomplete`` (pending) its status (see :mod:`.pending`).
+        The caller knows its entries complete (the gate saves no other run); one with an
+        errored or interrupted result keeps ``incomplete`` all the same."""
+        self._check_writable()
+        with self._errors("setting a run's status"), immediate_transaction(self._db):
+            self._db.execute(
+                "UPDATE runs SET status = ? WHERE id = ? AND status = ? AND NOT EXISTS "
+                "(SELECT 1 FROM results WHERE results.id BETWEEN ? AND ? AND "
+                "(results.outcome IN ('error', 'interrupted')))",
+                (status, run_id, INCOMPLETE, *run_range(run_id)))
+
+    def vacuum(self) -> int:
+        """Rebuild the file without its free pages (what deleted runs left): SQLite
+        never shrinks a file by itself. Returns how many bytes the file shrank by."""
+        self._check_writable()
+        before = _size(self.path)
+        with self._errors("compacting the file (VACUUM)"):
+            self._db.execute("VACUUM")
+        return max(0, before - _size(self.path))
 
     # ----- reading ----------------------------------------------------------------------
     def runs(self, *, fingerprint: str | None = None, name: str | None = None,
              limit: int | None = None, complete_only: bool = False) -> list[RunInfo]:
         """Stored runs, newest first, optionally of one machine or with one name.
 
-        ``complete_only`` leaves out runs known to be incomplete (saved by schema 1
-        while a measured test errored or was interrupted): never a baseline.
+        ``complete_only`` leaves out incomplete runs (a measured test errored or was
+        interrupted): never a baseline.
         """
         where, params = _where(("fingerprint = ?", fingerprint), ("name = ?", name),
                                (f"{self._status} IS NOT ?", INCOMPLETE if complete_only else None))
@@ -172,43 +212,45 @@ class Storage:
                           limit=1, complete_only=complete_only)
         return found[0] if found else None
 
+    def iter_entries_json(self, run_id: int) -> Iterator[dict[str, Any]]:
+        """The stored entries of a run as saved (JSON objects), one at a time from the
+        cursor, in the order they were saved: what ``pytest-energy export`` streams."""
+        with self._errors("reading results"):
+            yield from self._rows.entries(run_id)
+
     def entries_json(self, run_id: int) -> list[dict[str, Any]]:
         """The stored entries of a run as saved (JSON objects), in the order they were
-        saved: what ``pytest-energy export`` and ``show --json`` print, unchanged."""
-        with self._errors("reading results"):
-            rows = self._db.execute(
-                "SELECT entry FROM results WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-            return [_json_entry(row[0], self.path) for row in rows]
+        saved: what ``show --json`` prints, unchanged."""
+        return list(self.iter_entries_json(run_id))
 
     def entries(self, run_id: int) -> list[Entry]:
         """The stored entries of a run, in the order they were saved."""
-        return [_entry(data, self.path) for data in self.entries_json(run_id)]
+        return [_entry(data, self.path) for data in self.iter_entries_json(run_id)]
 
     def meter_identities(self, run_id: int) -> dict[str, str]:
         """nodeid -> meter identity of each test of a run (see ``meter_identity``)."""
         with self._errors("reading results"):
-            rows = self._db.execute(
-                "SELECT nodeid, meter_identity FROM results WHERE run_id = ?",
-                (run_id,)).fetchall()
-        return {row[0]: row[1] for row in rows if row[1] is not None}
+            return self._rows.identities(run_id)
 
     def history(self, nodeids: Iterable[str] | None = None, *, pattern: str | None = None,
-                fingerprint: str | None = None, limit_runs: int | None = None,
-                status: str | None = None) -> list[tuple[RunInfo, Entry]]:
+                glob: bool = False, fingerprint: str | None = None,
+                limit_runs: int | None = None, status: str | None = None
+                ) -> list[tuple[RunInfo, Entry]]:
         """(run, entry) pairs, newest run first per test, for some tests.
 
-        Select tests by exact ``nodeids`` or a ``pattern`` (SQL GLOB when it has
-        ``*?[``, else a substring), runs by ``fingerprint`` and ``status`` (e.g.
-        ``passed``: what budget suggestions learn from). ``limit_runs`` keeps the newest
-        runs per test.
+        Select tests by exact ``nodeids`` or a ``pattern``: a literal substring of the
+        node id (``[8]`` is text), or with ``glob`` an SQL GLOB (``*?[...]``, case
+        sensitive); runs by ``fingerprint`` and ``status`` (e.g. ``passed``: what budget
+        suggestions learn from). ``limit_runs`` keeps the newest runs per test.
         """
-        where = _HistoryFilter(pattern, fingerprint, status, self._status, self._run_columns)
+        query = HistoryQuery(pattern=pattern, glob=glob, fingerprint=fingerprint,
+                             status=status)
         if nodeids is None:
-            return self._history(None, where, limit_runs)
+            return self._history(None, query, limit_runs)
         ids = list(dict.fromkeys(nodeids))
         out: list[tuple[RunInfo, Entry]] = []
         for start in range(0, len(ids), _IN_CHUNK):
-            out.extend(self._history(ids[start:start + _IN_CHUNK], where, limit_runs))
+            out.extend(self._history(ids[start:start + _IN_CHUNK], query, limit_runs))
         return out
 
     def entries_by_test(self, nodeids: Iterable[str], fingerprint: str, status: str,
@@ -222,9 +264,9 @@ class Storage:
             by_test.setdefault(entry.nodeid, []).append(entry)
         return by_test, len({run.id for run, _entry in pairs})
 
-    def _history(self, ids: list[str] | None, where: _HistoryFilter,
+    def _history(self, ids: list[str] | None, query: HistoryQuery,
                  limit_runs: int | None) -> list[tuple[RunInfo, Entry]]:
-        sql, params = _history_query(ids, where)
+        sql, params = history_query(self._rows, query, ids, self._status, self._run_columns)
         out: list[tuple[RunInfo, Entry]] = []
         seen: dict[str, int] = {}
         with self._errors("reading the history"):
@@ -232,9 +274,8 @@ class Storage:
                 nodeid = row["result_nodeid"]
                 seen[nodeid] = seen.get(nodeid, 0) + 1
                 if limit_runs is not None and seen[nodeid] > limit_runs:
-                    continue  # not even parsed: long histories stay cheap
-                out.append((_run_info(row), _entry(_json_entry(row["entry"], self.path),
-                                                   self.path)))
+                    continue  # not even unpacked: long histories stay cheap
+                out.append((_run_info(row), _entry(self._rows.decode(row), self.path)))
         return out
 
 
@@ -246,59 +287,11 @@ def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(c for c, _ in used), [p for _, p in used]
 
 
-@dataclass(frozen=True)
-class _HistoryFilter:
-    """What :meth:`Storage.history` selects besides the tests, and how this file's
-    schema spells a run's status and columns."""
-
-    pattern: str | None
-    fingerprint: str | None
-    status: str | None
-    status_sql: str
-    run_columns: str
-
-
-def _history_query(ids: list[str] | None, where: _HistoryFilter) -> tuple[str, list[Any]]:
-    """The SELECT behind :meth:`Storage.history`, newest run first."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if ids is not None:
-        clauses.append(f"results.nodeid IN ({','.join('?' * len(ids))})")
-        params.extend(ids)
-    if where.pattern is not None:
-        glob = any(c in where.pattern for c in _GLOB_CHARACTERS)
-        clauses.append("results.nodeid GLOB ?" if glob else "instr(results.nodeid, ?) > 0")
-        params.append(where.pattern)
-    for clause, param in (("runs.fingerprint = ?", where.fingerprint),
-                          (f"{where.status_sql} = ?", where.status)):
-        if param is not None:
-            clauses.append(clause)
-            params.append(param)
-    sql = (f"SELECT {where.run_columns}, results.nodeid AS result_nodeid, results.entry "
-           "FROM results "
-           "JOIN runs ON runs.id = results.run_id"
-           + (" WHERE " + " AND ".join(clauses) if clauses else "")
-           + " ORDER BY runs.id DESC, results.rowid")
-    return sql, params
-
-
-def _result_row(run_id: int, entry: Entry, identity: str | None) -> tuple[Any, ...]:
-    data = entry.to_json()
-    return (run_id, entry.nodeid, data.get("outcome"), identity,
-            float_or_none(entry.joules_per_call), float_or_none(entry.joules_per_item),
-            float_or_none(entry.latency("median")), float_or_none(entry.budget.joules),
-            float_or_none(entry.budget.latency_ms), dumps(data))
-
-
-def _json_entry(text: str, path: Path) -> dict[str, Any]:
+def _size(path: Path) -> int:
     try:
-        value = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"{path}: a stored result is not valid JSON ({exc}); the file is "
-                           "damaged: move it away to start a new history") from None
-    if not isinstance(value, dict):
-        raise StorageError(f"{path}: a stored result is not a JSON object; the file is damaged")
-    return value
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _entry(data: Mapping[str, Any], path: Path) -> Entry:
@@ -328,9 +321,10 @@ def open_storage(directory: str | Path, *, create: bool) -> Storage | None:
     """Open the history under ``directory``.
 
     With ``create`` (saving), missing directories, the ``.gitignore`` and the schema
-    are created. Without it (comparing, the CLI), a missing database returns None and
-    nothing is created. Raises StorageError for an unreadable, foreign, newer or
-    not-upgradable file, leaving the file untouched.
+    are created. Without it (comparing, the CLI), a missing database, or one without a
+    schema yet (another process is creating it), returns None and nothing is created.
+    Raises StorageError for an unreadable, foreign, newer or not-upgradable file,
+    leaving the file untouched.
     """
     path = db_path(directory)
     if path.exists():
@@ -346,16 +340,24 @@ def open_storage(directory: str | Path, *, create: bool) -> Storage | None:
         with contextlib.suppress(sqlite3.Error):
             connection.close()
         raise
+    if version == 0:  # read only, and no schema yet: no runs
+        connection.close()
+        return None
     return Storage(path, connection, writable=create, version=version)
 
 
 def _make_directory(directory: Path) -> None:
-    """The storage directory and its ``.gitignore`` (an existing one is left alone)."""
+    """The storage directory and its ``.gitignore``: an existing one, or anything else
+    by that name (a link included, never followed), is left alone."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        gitignore = directory / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text(GITIGNORE, encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(directory / ".gitignore", flags, 0o666)
+        except FileExistsError:
+            return
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(GITIGNORE)
     except OSError as exc:
         raise StorageError(f"cannot create the history directory {directory}: "
                            f"{exc.strerror or exc}; check --energy-storage") from None

@@ -1,102 +1,99 @@
-"""The phase-aligned plan: windows that start and end right after counter steps.
+"""The phase-aligned plan: blocks of calls whose counted counter steps sample the
+workload evenly, for coarse stepped counters (NVML's total energy).
 
-For coarse stepped counters (NVML's total energy). The windows come in phase sets that
-sample every part of the calls evenly (the arithmetic is in
-:mod:`pytest_energy.measure.antialias` and :mod:`pytest_energy.measure.schedule`);
-this module runs them: it sleeps to each block's phase, runs the lead-in and the
-measured calls, reads the counter, and says what the result cannot vouch for.
+Where the samples go is decided in :mod:`pytest_energy.measure.sampling`; the counter's
+step times come from :mod:`pytest_energy.measure.tracker`. This module runs it:
+
+1. **Calibrate.** Timed calls (counted as warm-up) give the call durations: regular,
+   a repeating pattern (a *unit* of several calls), or irregular.
+2. **Blocks.** Each block pauses to its phase, runs whole units back to back, reads the
+   counter (the *reference*), runs units past the steps it counts, and reads again.
+   Every counted step's sensor window then lies inside the calls, whatever the
+   window's length: short units read before the first call only where the step is at
+   least twice the declared sensor window away (else calls run first, a *lead-in*);
+   long units always lead in. A read within a guard of a step is ambiguous and is
+   taken again after one more unit.
+3. **Stop** after the budget with two whole phase sets (the accuracy check needs two
+   independent estimates), extending a default max_time up to
+   :data:`CAP_FACTOR` times it (at most :data:`HARD_CAP_S`), never past that.
 """
 
 from __future__ import annotations
 
-import math
 import random
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_energy.entry import Plan
-from pytest_energy.measure.antialias import (
-    AntialiasPlan,
-    choose_plan,
-    complete_sets,
-    unsampled_tail_s,
+from pytest_energy.measure.blocks import (
+    Shape,
+    Units,
+    calibration_s,
+    place_block,
+    unit_seconds,
+    whole_sets,
 )
-from pytest_energy.measure.grid import StepGrid
-from pytest_energy.measure.reader import MeterReader
+from pytest_energy.measure.reader import MeterReader, Reading
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
-from pytest_energy.measure.schedule import NextBlock, PhaseSchedule, block_end
-from pytest_energy.measure.windows import (
-    TrialCount,
-    budget_text,
-    plural,
-    raise_max_time,
-    record_trials,
-    seconds_text,
+from pytest_energy.measure.sampling import (
+    detect_group,
+    irregular,
+    lattice,
+    set_phases,
+    set_size,
 )
+from pytest_energy.measure.tracker import StepTracker
+from pytest_energy.measure.windows import TrialCount, budget_text, plural, record_trials
 
 ALIGNED_MIN_PERIOD_S = 0.005  # counters stepping faster get plain windows
 PARTIAL_COVERAGE = "partial sensor coverage:"
 MULTI_DEVICE_WARNING = "several devices:"
-UNSAMPLED_TAIL_WARNING = "unsampled call tail:"
-UNSAMPLED_TAIL_SHARE = 0.02
-MAX_ALIGNED_BLOCKS = 256  # a safety net: plans hold at most 64 blocks plus a set
-
-
-def _ms(seconds: float | None) -> str:
-    return "an unknown part" if seconds is None else f"{seconds * 1e3:.3g} ms"
-
-
-def add_block(result: EnergyResult, trial: Trial, meter_name: str) -> None:
-    """Record an aligned window: short by design, so only a window that counted steps
-    but no energy is suspect."""
-    result.trials.append(trial)
-    steps = trial.counted_steps or 0
-    if steps > 0 and trial.total_joules <= 0 and result.invalid_reason is None:
-        result.invalid_reason = (
-            f"meter {meter_name!r} stepped {steps} time(s) "
-            "during a window but reported no energy")
-
-
-def aligned_trials(windows: int, whole_sets: int, plan: AntialiasPlan, *, asked: int | None,
-                   max_time_s: float, default_max_time: bool = False) -> TrialCount:
-    """Why the aligned plan gave ``windows`` trials: whole phase sets sized to the
-    measuring time (the trials setting does not size them), so fewer windows than
-    asked is a cut by max_time, and more sets need a longer one."""
-    layout = (f"{plural(windows, 'window')} in {plural(whole_sets, 'whole phase set')} of "
-              f"{plan.set_size}, phase-aligned to the {seconds_text(plan.period_s)} counter")
-    budget = budget_text(max_time_s, default_max_time)
-    if asked is None or windows >= asked:
-        return TrialCount(windows, windows if asked is None else asked,
-                          f"{layout}, sized to {budget}")
-    seconds = plan.period_s + math.ceil(asked / plan.set_size) * plan.set_s
-    return TrialCount(windows, asked, f"{windows} of {asked} trials: {layout}, sized to "
-                                      f"{budget} ({raise_max_time(asked, seconds)})",
-                      cut_by_time=True)
+CALIBRATION_S = 0.25
+"""Calls are timed for about this long before the plan is chosen (pattern detection)."""
+CALIBRATION_MAX_S = 0.6
+CALIBRATION_CALLS = 36
+CAP_FACTOR = 3.0
+HARD_CAP_S = 8.0
+"""A default max_time stretches to this many times itself (at most HARD_CAP_S) to get
+two whole phase sets."""
+MAX_BLOCKS = 256
+AMBIGUOUS_RETRIES = 4
+IRREGULAR_STEPS = 5
+UNKNOWN_WINDOW_SPLIT = 4  # sets are sized as if an unknown window were 1/4 of the period
 
 
 @dataclass
 class _Run:
-    """One aligned run's state: the grid, the schedule and the latest call estimate."""
-
-    grid: StepGrid
-    schedule: PhaseSchedule
-    estimate_s: float
+    tracker: StepTracker
+    shape: Shape
     begin_s: float
-    first_trial: int
+    budget_s: float
+    cap_s: float
+    rng: random.Random
+    phases: list[float] = field(default_factory=list)
+    set_index: int = -1
+    last_block_s: float = 0.0
+    shaped_period_s: float = 0.0  # the period the shape was chosen for
+    missed: int = 0  # blocks dropped because an expected step did not come
 
-    def sets(self, result: EnergyResult) -> list[tuple[int | None, int]]:
-        """This run's blocks, by phase set."""
-        return [t.phase_set or (None, 1) for t in result.trials[self.first_trial:]]
+    def next_phase(self) -> tuple[float, int, int]:
+        if not self.phases:
+            self.set_index += 1
+            self.phases = set_phases(self.shape.set_size, self.rng)
+        return self.phases.pop(0), self.set_index, self.shape.set_size
+
+    @property
+    def between_sets(self) -> bool:
+        return not self.phases
 
 
 class AlignedWindows:
-    """Windows that start and end right after counter steps, in phase sets; measures
+    """Blocks of calls sampled by a stepped counter (see the module doc); measures
     nothing (``None``) when the counter's steps cannot be found, so plain windows run.
 
-    ``cover``: finish the first whole phase set even past ``max_time_s`` (the default
-    when the user set no max_time); otherwise stop at ``max_time_s`` and warn when no
-    set is whole. ``trials``: the trials asked (``None``: no judgement of the count).
+    ``cover``: max_time is the default, and may stretch to get two whole phase sets.
     """
 
     def __init__(self, reader: MeterReader, *, max_time_s: float, cover: bool,
@@ -116,33 +113,60 @@ class AlignedWindows:
 
     def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured | None:
         reader = self.reader
-        start = reader.clock()
-        value = fn()  # one timed call sizes the plan (counted as warm-up)
-        reader.synced()
-        result.warmup_calls += 1
-        call_s = max((reader.clock() - start) / 1e9, 1e-6)
+        # the counter's grid first: the session's first test also times its period,
+        # a one-off cost left out of the test's measuring time
         grid = reader.find_grid()
         if grid is None:
             result.warnings.append(
                 f"the {self._name} counter did not step within "
                 f"{3 * reader.meter.update_period_s:.3g} s: measured with plain windows")
             return None
-        run = self._start(grid, call_s, result)
-        while (placed := self._next(run, result)) is not None:
-            value = self._block(fn, run, placed, result)
-        self._judge(run, result, spent=reader.seconds() - run.begin_s)
-        done = run.sets(result)
-        record_trials(result, aligned_trials(
-            len(done), complete_sets(done), run.schedule.plan, asked=self.trials,
-            max_time_s=self.max_time_s, default_max_time=self.cover))
-        return Measured(value)
+        begin = reader.seconds()
+        units = Units(fn, reader)
+        self._calibrate(units)
+        result.warmup_calls += units.calls
+        calibration = list(units.latencies)
+        units.latencies.clear()
+        tracker = StepTracker.start(reader, grid)
+        run = self._start(tracker, calibration, begin, result)
+        units.group = run.shape.group
+        while self._more(run, result):
+            result.lead_in_calls += units.align()
+            if run.between_sets:
+                self._reshape(run, result, calibration_s(calibration), begin)
+            if not self._block(units, run, result):
+                break
+        tracker.save_period()
+        result.step_period_s = tracker.period_s
+        self._judge(run, result, spent=reader.seconds() - begin)
+        return Measured(units.value)
 
-    def _start(self, grid: StepGrid, call_s: float, result: EnergyResult) -> _Run:
-        plan = choose_plan(grid.period_s, call_s, budget_s=self.max_time_s, cover=self.cover,
-                           sensor_window_s=self.sensor_window_s)
-        schedule = PhaseSchedule(plan, shift=self._rng.random())
-        result.plan, result.step_period_s = Plan.PHASE_ALIGNED, grid.period_s
-        result.sensor_window_s = plan.window_s
+    # ----- set-up -----------------------------------------------------------------------
+    def _calibrate(self, units: Units) -> None:
+        """Timed calls until their durations say what the workload looks like."""
+        start = self.reader.seconds()
+        while True:
+            units.call()
+            elapsed = self.reader.seconds() - start
+            durations = units.latencies
+            regular = len(durations) >= 4 and statistics.pstdev(durations) <= (
+                0.05 * statistics.fmean(durations))
+            if elapsed >= CALIBRATION_MAX_S or len(durations) >= CALIBRATION_CALLS or (
+                    elapsed >= CALIBRATION_S and (regular or len(durations) < 3)):
+                return
+
+    def _start(self, tracker: StepTracker, calibration: list[int], begin: float,
+               result: EnergyResult) -> _Run:
+        period = tracker.period_s
+        seconds = calibration_s(calibration)
+        group = detect_group(seconds)
+        unit = unit_seconds(seconds, group)
+        budget = self.max_time_s
+        cap = min(CAP_FACTOR * budget, max(budget, HARD_CAP_S)) if self.cover else budget
+        shape = self._shape(period, unit, group, seconds, cap - (self.reader.seconds() - begin))
+        result.plan, result.step_period_s = Plan.PHASE_ALIGNED, period
+        result.sensor_window_s = self.sensor_window_s
+        result.sampling_residual = 2 * shape.residual  # contrast up to 3x
         domains = self.reader.meter.domains()
         if len(domains) > 1:
             result.warnings.append(
@@ -150,95 +174,166 @@ class AlignedWindows:
                 f"{', '.join(domains[1:])} step on their own grids, so their share carries "
                 "up to a counter step of quantisation per window; measure one GPU per "
                 "test (device='cuda:N') for the best accuracy")
-        return _Run(grid, schedule, call_s, self.reader.seconds(), len(result.trials))
+        return _Run(tracker, shape, begin, budget, cap, self._rng, shaped_period_s=period)
 
-    def _next(self, run: _Run, result: EnergyResult) -> NextBlock | None:
-        """The next block, or ``None`` when the run is over: past ``max_time_s`` with
-        (when covering) a whole set done, or at the safety net."""
-        placed = run.schedule.next_block(run.grid, self.reader.seconds(), run.estimate_s)
-        over = placed.finish_s > run.begin_s + self.max_time_s
-        covering = self.cover and run.schedule.plan.cover  # unknown windows: no promise
-        done = run.sets(result)
-        if done and over and (not covering or complete_sets(done) >= 1):
-            return None
-        return None if len(done) >= MAX_ALIGNED_BLOCKS else placed
+    def _shape(self, period: float, unit: float, group: int, seconds: list[float],
+               room_s: float) -> Shape:
+        declared = self.sensor_window_s
+        window = period / UNKNOWN_WINDOW_SPLIT if declared is None else min(declared, period)
+        # a clean first read needs the counted step's window inside the calls: trust a
+        # declared window only with a margin of two (an unlisted sensor may be wider)
+        clean = period if declared is None else min(period, 2 * declared)
+        odd = irregular(seconds, group)
+        if odd:  # no pattern to align to: long blocks whose samples fall far from
+            # their start (a renewal process just started is not yet typical)
+            size = set_size(window, period, cap=2)
+            return Shape(unit, group, True, size, IRREGULAR_STEPS, period, 0.0, odd, period)
+        if unit < period:
+            blocks = max(2, int(room_s / (2 * period)))
+            size = set_size(window, unit, cap=max(1, min(16, blocks // 3)))
+            return Shape(unit, group, False, size, 1, clean, irregular=odd)
+        # each block's samples drift through the unit, ``spacing`` apart; a set spreads
+        # the blocks' first samples over one spacing
+        shape = lattice(period, unit, window, room_s)
+        return Shape(unit, group, True, shape.set_size, shape.steps, period,
+                      shape.residual, odd, shape.spacing_s)
 
-    def _block(self, fn: Callable[[], Any], run: _Run, placed: NextBlock,
-               result: EnergyResult) -> Any:
-        """Pause to the block's phase, run its lead-in and its measured calls."""
-        reader, clock, sync = self.reader, self.reader.seconds, self.reader.sync
-        pause = placed.start_s - clock()
+    def _reshape(self, run: _Run, result: EnergyResult, calibration: list[float],
+                 begin: float) -> None:
+        """Between sets: when the test's own steps corrected the session's period, or
+        its blocks timed the unit differently from the calibration, choose the shape
+        again (the lattice of long units depends on both)."""
+        period = run.tracker.period_s
+        blocks = [t for t in result.trials if t.phase_set is not None]
+        unit = run.shape.unit_s
+        calls = sum(t.calls for t in blocks)
+        if calls >= 2 * run.shape.group:
+            unit = sum(sum(t.latencies_ns) for t in blocks) / 1e9 / calls * run.shape.group
+        if abs(period / run.shaped_period_s - 1) <= 1e-3 and abs(
+                unit / run.shape.unit_s - 1) <= 2e-3:
+            return
+        run.shape = self._shape(period, unit, run.shape.group, calibration,
+                                run.cap_s - (self.reader.seconds() - begin))
+        run.shaped_period_s = period
+
+    # ----- the loop ---------------------------------------------------------------------
+    def _more(self, run: _Run, result: EnergyResult) -> bool:
+        """Whether another block runs: until the budget with two whole sets; with a
+        default max_time, on while the error bar is wider than the accuracy limit;
+        never past the cap (a block that would end past it does not start)."""
+        now = self.reader.seconds() - run.begin_s
+        blocks = [t for t in result.trials if t.phase_set is not None]
+        if self._at_limit(run, len(blocks), now):
+            return False
+        if now < run.budget_s or not blocks:
+            return True
+        if not self.cover:
+            return False
+        if not run.between_sets or whole_sets(blocks) < 2:
+            return True  # finish the set (its blocks count only when whole), get two
+        accuracy = result.accuracy
+        return accuracy is not None and accuracy.doubtful
+
+    @staticmethod
+    def _at_limit(run: _Run, blocks: int, now: float) -> bool:
+        """The safety net on blocks, or the next block would end past the cap."""
+        tried = blocks + run.missed
+        estimate = run.last_block_s or (run.shape.steps + 2) * run.tracker.period_s + (
+            run.shape.unit_s)
+        return tried >= MAX_BLOCKS or (tried > 0 and now + estimate > run.cap_s)
+
+    def _block(self, units: Units, run: _Run, result: EnergyResult) -> bool:
+        """One block; ``False`` when the counter stopped stepping."""
+        reader, shape = self.reader, run.shape
+        started = reader.seconds()
+        tracker = run.tracker
+        if not tracker.refresh():
+            result.warnings.append(f"the {self._name} counter stopped stepping while "
+                                   "measuring: the result rests on fewer blocks")
+            return False
+        phase, set_index, size = run.next_phase()
+        start, lead_until = place_block(run.shape, run.tracker.grid, run.tracker.guard_s,
+                                        reader.seconds(), phase)
+        pause = start - reader.seconds()
         if pause > 0:
             self._sleep(pause)
-        # lead-in (only where planned: a clock a hair short of a clean start after
-        # the sleep must not cost a call): puts the window at its phase
-        while placed.reference_s > placed.start_s and clock() < placed.reference_s:
-            fn()
-            if sync is not None:
-                sync()
-            result.lead_in_calls += 1
-        t_ref = clock()
-        before = reader.read()
-        end, minimum = block_end(run.schedule.plan, run.grid, t_ref)
-        latencies: list[int] = []
-        while True:
-            call_start = reader.clock()
-            value = fn()
-            if sync is not None:
-                sync()
-            call_end = reader.clock()
-            latencies.append(call_end - call_start)
-            if call_end / 1e9 >= end and len(latencies) >= minimum:
-                break
-        t_end = clock()
-        after = reader.read()
-        add_block(result, Trial(
-            calls=len(latencies), window_s=t_end - t_ref,
-            joules=reader.deltas(before, after, t_end - t_ref), latencies_ns=latencies,
-            counted_steps=run.grid.steps_between(t_ref, t_end),
-            phase_set=(placed.phase_set, placed.set_size)), self._name)
-        run.estimate_s = max(sum(latencies) / len(latencies) / 1e9, 1e-6)
-        return value
+        units.latencies.clear()
+        if lead_until is not None:
+            units.until(lead_until)
+        ref = self._unambiguous_read(units, run)
+        first = tracker.grid.next_step(ref.after_s if ref else reader.seconds())
+        units.until(first + (shape.steps - 1) * tracker.period_s + tracker.guard_s)
+        end = self._unambiguous_read(units, run)
+        run.last_block_s = reader.seconds() - started
+        if ref is None or end is None:  # reads kept landing on steps: not a sample
+            tracker.missed()
+            run.missed += 1
+            run.phases.insert(0, phase)
+            return True
+        window = end.before_s - ref.after_s
+        steps = tracker.grid.steps_between(ref.after_s, end.before_s)
+        joules = reader.deltas(ref.values, end.values, window)
+        if steps and sum(joules.values()) <= 0:
+            # the expected step did not come (it wandered past the read): not a
+            # sample; widen the guard and re-anchor before the next block
+            tracker.missed()
+            run.missed += 1
+            run.phases.insert(0, phase)
+            return True
+        result.trials.append(Trial(
+            calls=len(units.latencies), window_s=window, joules=joules,
+            latencies_ns=list(units.latencies), counted_steps=steps,
+            phase_set=(set_index, size), phase=phase))
+        return True
 
+    def _unambiguous_read(self, units: Units, run: _Run) -> Reading | None:
+        """A bracketed read with no step within a guard of it (else one more unit and
+        again; ``None`` when reads keep landing on steps): whether a step is counted
+        never hangs on a read's timing."""
+        tracker = run.tracker
+        for _ in range(AMBIGUOUS_RETRIES):
+            reading = self.reader.bracketed_read()
+            if tracker.grid.steps_between(reading.before_s - tracker.guard_s,
+                                          reading.after_s + tracker.guard_s) == 0:
+                return reading
+            units.unit()
+        return None
+
+    # ----- the verdict on the run -----------------------------------------------------
     def _judge(self, run: _Run, result: EnergyResult, spent: float) -> None:
-        """What the run cannot vouch for: no counted step (invalid), a partial phase
-        set, an unsampled call tail, or time spent past the default max_time."""
-        plan = run.schedule.plan  # as replanned on the measured calls
-        period, estimate = run.grid.period_s, run.estimate_s
-        if not any(t.counted_steps for t in result.trials):
-            result.invalid_reason = (
-                f"no window spanned a step of the {period * 1e3:.3g} ms {self._name} "
-                "counter: raise max_time")
-        elif complete_sets(done := run.sets(result)) == 0 and plan.window_s is not None and (
-                plan.window_s < period * 0.98):  # a known part-time sensor left partly blind
+        blocks = [t for t in result.trials if t.phase_set is not None]
+        result.invalid_reason = result.invalid_reason or self._invalid(run, blocks)
+        if not any(t.counted_steps for t in blocks):
+            return
+        whole = whole_sets(blocks)
+        record_trials(result, TrialCount(len(blocks), len(blocks) if self.trials is None
+                                         else self.trials,
+                                         self._reason(run, len(blocks), whole, spent)))
+        if whole == 0 and blocks:
             result.warnings.append(
-                f"{PARTIAL_COVERAGE} {len(done)} of the {done[0][1]} phases the sensor needs "
-                f"to see every part of a call ran within max_time {self.max_time_s:g} s; "
-                "calls with power structure finer than the counter period may be "
-                f"misjudged; raise max_time to about {plan.set_s + period:.2g} s")
-        elif (unsampled := unsampled_tail_s(plan, estimate)) > UNSAMPLED_TAIL_SHARE * estimate:
-            result.warnings.append(_tail_warning(unsampled, estimate, period))
-        if self.cover and spent > self.max_time_s * 1.05 and result.valid:
-            result.warnings.append(
-                _over_time_warning(plan.window_s, period, spent, self.max_time_s, estimate))
+                f"{PARTIAL_COVERAGE} {len(blocks)} of the {run.shape.set_size} phases the "
+                "sensor needs to see every part of a call ran; the accuracy rests on the "
+                "blocks' spread; raise max_time")
 
+    def _invalid(self, run: _Run, blocks: list[Trial]) -> str | None:
+        """Why the blocks give no number (``None``: they do)."""
+        if not any(t.counted_steps for t in blocks):
+            return (f"no window spanned a step of the {run.tracker.period_s * 1e3:.3g} ms "
+                    f"{self._name} counter: raise max_time")
+        if any(t.counted_steps and t.total_joules <= 0 for t in blocks):
+            return f"meter {self._name!r} stepped during a window but reported no energy"
+        return None
 
-def _tail_warning(unsampled: float, estimate: float, period: float) -> str:
-    """Long calls that are no whole number of periods: the end of each call's last,
-    partial period falls between the sensor's windows (``bench/accuracy.py --calls
-    110`` shows the error for pulsed power there)."""
-    return (
-        f"{UNSAMPLED_TAIL_WARNING} the last {unsampled * 1e3:.3g} ms of each "
-        f"{estimate * 1e3:.3g} ms call ({unsampled / estimate:.0%}) fall between "
-        f"the sensor's windows (the call is no whole number of {period * 1e3:.3g} "
-        "ms counter periods); if the power differs there, the energy per call is "
-        "off by a similar or larger share")
-
-
-def _over_time_warning(window_s: float | None, period: float, spent: float,
-                       max_time_s: float, estimate: float) -> str:
-    return (
-        f"measured {spent:.2g} s, over the {max_time_s:g} s default max_time, to "
-        f"sample every part of a {estimate * 1e3:.3g} ms call (the sensor "
-        f"averages {_ms(window_s)} of every {period * 1e3:.3g} ms); set "
-        "max_time to cap it")
+    def _reason(self, run: _Run, blocks: int, whole: int, spent: float) -> str:
+        """Why the test got the blocks it got, in one sentence."""
+        layout = (f"{plural(blocks, 'block')} in {plural(whole, 'whole phase set')} "
+                  f"of {run.shape.set_size}, phase-aligned to the "
+                  f"{run.tracker.period_s * 1e3:.3g} ms counter")
+        if run.missed:
+            layout += (f" ({plural(run.missed, 'block')} measured again: the counter's "
+                       "steps wandered from where they were expected)")
+        budget = budget_text(self.max_time_s, self.cover)
+        if spent > run.budget_s * 1.05:
+            return (f"{layout}, measured {spent:.2g} s (over {budget} for two whole sets "
+                    f"and a checked accuracy, capped at {run.cap_s:.2g} s)")
+        return f"{layout}, measured {spent:.2g} s, sized to {budget}"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from pytest_energy.entry import Plan
 from pytest_energy.measure.aligned import ALIGNED_MIN_PERIOD_S, AlignedWindows
 from pytest_energy.measure.busy import CpuSample, cpu_sample, cpu_usage
 from pytest_energy.measure.reader import MeterReader, combined_sync
@@ -36,12 +37,25 @@ from pytest_energy.measure.windows import (
 )
 from pytest_energy.meters.base import Meter, capabilities
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S
-from pytest_energy.meters.locks import exclusive, lock_keys
+from pytest_energy.meters.locks import exclusive, lock_keys, record_wait
 
-# Idle power per meter, measured once per session (meters live for the session).
-_IDLE_WATTS: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+# Idle power per meter and when it was measured (meters live for the session).
+_IDLE_WATTS: weakref.WeakKeyDictionary[Any, tuple[dict[str, float], int]] = (
+    weakref.WeakKeyDictionary())
 IDLE_UPDATES = 10
 IDLE_MIN_S, IDLE_MAX_S = 0.05, 1.0
+IDLE_MAX_AGE_S = 30.0
+"""Idle power is measured again when older than this: a device warms up over a session,
+and a stale idle baseline skews every dynamic energy after it."""
+IDLE_DRIFT_WARNING = 0.05
+
+
+def note_accuracy(result: EnergyResult) -> None:
+    """A phase-aligned reading whose error bar is wide, or could not be checked, says so
+    among its warnings (plain windows show their spread and judge it by max_cv)."""
+    accuracy = result.accuracy
+    if accuracy is not None and result.plan is Plan.PHASE_ALIGNED and accuracy.doubtful:
+        result.warnings.append(accuracy.text())
 
 
 class MeasurementPlan(Protocol):
@@ -136,6 +150,7 @@ class Measurer:
                                         max_time_s=max_time_s, cover=cover):
                     measured = plan.measure(fn, result)
                     if measured is not None:
+                        note_accuracy(result)
                         return measured.value, result
         return value, result  # no plan measured (the last one always does)
 
@@ -175,12 +190,12 @@ class Measurer:
 
     @contextmanager
     def _isolated(self, result: EnergyResult) -> Iterator[None]:
-        """Hold the device locks (see :mod:`pytest_energy.meters.locks`); note any wait."""
-        if not self._lock_keys:
-            yield
-            return
+        """Hold the device locks (see :mod:`pytest_energy.meters.locks`); note any wait.
+        Also without keys (a per-process meter): the lock layer refuses a nested
+        measurement either way."""
         with exclusive(self._lock_keys) as info:
-            result.lock_wait_s += info["waited_s"]
+            result.lock_wait_s += info.waited_s
+            record_wait(result.warnings, result.lock_wait_s, info)
             yield
 
     def _prepare(self, result: EnergyResult) -> None:
@@ -194,27 +209,40 @@ class Measurer:
                 found = [f"unknown: could not check device conditions: {exc}"]
             result.conditions.extend(c for c in found if c not in result.conditions)
         if self._idle_baseline:
-            result.idle_watts = self.idle_watts()
+            result.idle_watts = self.idle_watts(result.warnings)
 
-    def idle_watts(self) -> dict[str, float]:
-        """Idle power per domain, measured once per meter per session with nothing
-        running in this process, over ``IDLE_UPDATES`` counter updates (within
-        ``IDLE_MIN_S`` and ``IDLE_MAX_S``): the baseline of the dynamic energy."""
+    def idle_watts(self, warnings: list[str] | None = None) -> dict[str, float]:
+        """Idle power per domain with nothing running in this process, over
+        ``IDLE_UPDATES`` counter updates (within ``IDLE_MIN_S`` and ``IDLE_MAX_S``): the
+        baseline of the dynamic energy. Measured again once older than
+        ``IDLE_MAX_AGE_S``; a drift beyond ``IDLE_DRIFT_WARNING`` is noted in
+        ``warnings``."""
         known = _IDLE_WATTS.get(self.meter)
-        if known is not None:
-            return known
+        now = self._reader.clock()
+        if known is not None and (now - known[1]) / 1e9 < IDLE_MAX_AGE_S:
+            return known[0]
+        watts = self._measure_idle()
+        if known is not None and warnings is not None:
+            before, after = sum(known[0].values()), sum(watts.values())
+            if before > 0 and abs(after / before - 1) > IDLE_DRIFT_WARNING:
+                warnings.append(
+                    f"idle power drifted {after / before - 1:+.0%} ({before:.3g} W -> "
+                    f"{after:.3g} W) over {(now - known[1]) / 1e9:.0f} s: the dynamic "
+                    "energy uses the fresh value")
+        with contextlib.suppress(TypeError):  # meters that cannot be weakly referenced
+            _IDLE_WATTS[self.meter] = (watts, self._reader.clock())
+        return watts
+
+    def _measure_idle(self) -> dict[str, float]:
         reader = self._reader
         duration = min(IDLE_MAX_S, max(IDLE_MIN_S, IDLE_UPDATES * self.meter.update_period_s))
         reader.synced()
-        before = reader.read()
-        start = reader.clock()
-        time.sleep(duration)
-        after = reader.read()
-        seconds = (reader.clock() - start) / 1e9
-        watts = {d: j / seconds for d, j in reader.deltas(before, after, seconds).items()}
-        with contextlib.suppress(TypeError):  # meters that cannot be weakly referenced
-            _IDLE_WATTS[self.meter] = watts
-        return watts
+        before = reader.bracketed_read()
+        self._sleep(duration)
+        after = reader.bracketed_read()
+        seconds = max(after.mid_s - before.mid_s, 1e-9)
+        return {d: j / seconds
+                for d, j in reader.deltas(before.values, after.values, seconds).items()}
 
     # ----- a with-block ---------------------------------------------------------------
     @contextmanager
@@ -228,15 +256,17 @@ class Measurer:
     def _block(self, result: EnergyResult, items: float | None) -> Iterator[None]:
         reader = self._reader
         reader.synced()
-        before = reader.read()
+        before = reader.bracketed_read()
         start = reader.clock()
         yield
         reader.synced()
         elapsed = reader.clock() - start
-        after = reader.read()
-        trial = Trial(calls=1, window_s=elapsed / 1e9,
-                      joules=reader.deltas(before, after, elapsed / 1e9),
-                      latencies_ns=[elapsed], items=items)
+        after = reader.bracketed_read()
+        seconds = elapsed / 1e9
+        trial = Trial(calls=1, window_s=seconds,
+                      joules=reader.calls_energy(before, after, seconds),
+                      latencies_ns=[elapsed], items=items,
+                      read_s=max(before.took_s, after.took_s))
         add_window(result, trial, reader)
         result.trials_reason = (f"{plural(len(result.trials), 'trial')}: one per "
                                 "energy.measure() block")

@@ -7,20 +7,48 @@ naming the cause in one place, and the plugin never turns a failed read into a n
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
+import statistics
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from pytest_energy.measure.antialias import default_guard
-from pytest_energy.measure.grid import StepGrid, measure_grid
+from pytest_energy.measure.grid import Step, StepGrid, measure_grid, wait_for_step
 from pytest_energy.meters.base import Meter, MeterError
 from pytest_energy.meters.guard import guard_for
 
 # Counter step period of each meter, timed once per session (meters live for the session).
 _STEP_PERIOD: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 PERIOD_INTERVALS = 10
+READ_HISTORY = 16
+STEPPED_PERIOD_S = 0.005  # coarser counters may not move between two reads
+INSTANT_READ_S = 5e-3
+"""Meter reads quicker than this are taken as instants (see MeterReader.calls_energy)."""
+
+
+def default_guard(period_s: float) -> float:
+    """Margin kept between a read and an expected counter step: 1% of the period, at
+    least 0.2 ms (timing errors of the grid and of sleeps)."""
+    return max(2e-4, 0.01 * period_s)
+
+
+class Reading(NamedTuple):
+    """A meter read bracketed by the clock: the counter was sampled somewhere in
+    ``[before_s, after_s]``."""
+
+    before_s: float
+    values: dict[str, float]
+    after_s: float
+
+    @property
+    def mid_s(self) -> float:
+        return (self.before_s + self.after_s) / 2
+
+    @property
+    def took_s(self) -> float:
+        return self.after_s - self.before_s
 
 
 def step_resolution(period_s: float) -> float:
@@ -58,6 +86,8 @@ class MeterReader:
         self.sync = sync
         self._guard = guard_for(meter, read_timeout_s)
         self._max_watts = max_watts
+        self._read_times: collections.deque[float] = collections.deque(maxlen=READ_HISTORY)
+        self._rates: dict[str, float] | None = None
 
     @property
     def update_period_s(self) -> float:
@@ -95,6 +125,49 @@ class MeterReader:
                     "expected a finite number of joules"
                 )
         return values
+
+    def bracketed_read(self) -> Reading:
+        """A read with a clock reading on each side (the counter's instant lies between)."""
+        before = self.seconds()
+        values = self.read()
+        reading = Reading(before, values, self.seconds())
+        self._read_times.append(reading.took_s)
+        return reading
+
+    @property
+    def typical_read_s(self) -> float:
+        """The median duration of the latest reads: the meter's own latency, not one
+        read that a busy machine preempted."""
+        return statistics.median(self._read_times) if self._read_times else 0.0
+
+    def calls_energy(self, before: Reading, after: Reading,
+                     window_s: float) -> dict[str, float]:
+        """Energy per domain of calls that ran for ``window_s`` between two bracketed
+        reads. Each read is placed at its midpoint, so the counter moved over the
+        midpoints' span: the calls' window plus half of each read. When reads take
+        time (a network meter, a busy driver) and the counter grows while reading, the
+        energy accrued over the reads' share of the span is taken out (a meter whose
+        read takes 50 ms does not add 50 ms of power to every window). The growth while
+        reading is measured, not assumed: a counter that only moves with the calls
+        loses nothing."""
+        spanned = max(after.mid_s - before.mid_s, window_s, 1e-9)
+        counted = self.deltas(before.values, after.values, spanned)
+        reads_s = spanned - window_s
+        if self.typical_read_s < INSTANT_READ_S or self.update_period_s >= STEPPED_PERIOD_S:
+            return counted
+        rates = self._reading_rates()
+        return {d: max(0.0, j - rates.get(d, 0.0) * reads_s) for d, j in counted.items()}
+
+    def _reading_rates(self) -> dict[str, float]:
+        """How fast the counter grows while the meter is being read, per domain: two
+        reads back to back, nothing else running (once per test)."""
+        if self._rates is None:
+            first = self.bracketed_read()
+            second = self.bracketed_read()
+            span = max(second.mid_s - first.mid_s, 1e-9)
+            self._rates = {d: j / span for d, j in
+                           self.deltas(first.values, second.values, span).items()}
+        return self._rates
 
     def deltas(self, before: dict[str, float], after: dict[str, float],
                window_s: float) -> dict[str, float]:
@@ -140,6 +213,30 @@ class MeterReader:
             return None
         return measure_grid(self._first_domain(), self.seconds, period_s=period,
                             timeout_s=3 * period, max_resolution_s=step_resolution(period))
+
+    def poll_step(self, period_s: float) -> Step | None:
+        """Poll until a step is seen precisely: a step seen across a slow read is
+        passed over for the next one (up to three periods), else the most precise one
+        seen is returned; ``None`` when the counter does not step."""
+        read = self._first_domain()
+        deadline = self.seconds() + 3 * period_s
+        limit = step_resolution(period_s)
+        best: Step | None = None
+        while self.seconds() < deadline:
+            step = wait_for_step(read, self.seconds,
+                                 timeout_s=max(0.0, deadline - self.seconds()))
+            if step is None:
+                break
+            if step.resolution_s <= limit:
+                return step
+            if best is None or step.resolution_s < best.resolution_s:
+                best = step
+        return best
+
+    def remember_period(self, period_s: float) -> None:
+        """Replace the session's period estimate (refitted from a test's own steps)."""
+        with contextlib.suppress(TypeError):
+            _STEP_PERIOD[self.meter] = period_s
 
     def step_period(self) -> float | None:
         """The counter's real step period, timed over ``PERIOD_INTERVALS`` steps once per

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from pytest_energy.entry import BUSY_PREFIX, Plan
 from pytest_energy.measure.busy import CpuUsage
+from pytest_energy.measure.sampling import Accuracy
 from pytest_energy.measure.statistics import STATISTICS, EnergyStats, PlanStatistics
 
 
@@ -47,8 +48,11 @@ class Trial:
     latencies_ns: list[int] = field(default_factory=list)
     items: float | None = None  # items processed in the whole window, when known
     counted_steps: int | None = None  # counter steps inside the window (aligned plan)
-    # (index, size) of the window's phase set (aligned plan, see measure.antialias)
+    # (index, size) of the window's phase set, and its phase as a fraction of the
+    # unit (aligned plan, see measure.sampling)
     phase_set: tuple[int, int] | None = None
+    phase: float | None = None
+    read_s: float = 0.0  # the slower of the window's two meter reads
 
     @property
     def total_joules(self) -> float:
@@ -105,6 +109,9 @@ class EnergyResult:
     cpu_usage: CpuUsage | None = None
     # how many trials the plan gave and why, one sentence (see measure.windows.TrialCount)
     trials_reason: str | None = None
+    # share of a long-call block's span sampled once more or less than the rest (the
+    # aligned plan's lattice, measure.sampling.lattice): a systematic error bound
+    sampling_residual: float = 0.0
 
     def __post_init__(self) -> None:
         self.plan = Plan(self.plan)
@@ -170,11 +177,6 @@ class EnergyResult:
         stats = self.statistics()
         return None if stats is None else stats.watts
 
-    @property
-    def aligned_halves_disagreement(self) -> float | None:
-        """The phase-aligned plan's accuracy check (``None`` for other plans)."""
-        return self._statistics.halves_disagreement(self)
-
     def trial_estimates(self, dynamic: bool = False) -> list[float]:
         """Per-call energy of each trial (gross, or above idle with ``dynamic``)."""
         stats = self.statistics()
@@ -228,6 +230,12 @@ class EnergyResult:
         return None if stats is None else stats[stat]
 
     @property
+    def accuracy(self) -> Accuracy | None:
+        """How sure the energy estimate is (``None`` when there is none)."""
+        stats = self.statistics()
+        return None if stats is None else stats.accuracy
+
+    @property
     def meter_label(self) -> str:
         """e.g. ``"nvml gpu:0"`` or ``"estimate cpu:process (estimated)"``."""
         label = f"{self.meter} {','.join(self.domains)}".strip()
@@ -237,16 +245,11 @@ class EnergyResult:
         """JSON-ready measurement fields (report, xdist transport, storage)."""
         stats = self.statistics()
         return {
-            "joules_per_call": None if stats is None else stats.joules_per_call,
-            "joules_per_item": None if stats is None else stats.joules_per_item,
-            "joules_per_call_by_domain": None if stats is None else stats.by_domain,
-            "dynamic_joules_per_call": None if stats is None else stats.dynamic_joules_per_call,
+            **_stats_fields(stats),
             "idle_watts": self.idle_watts,
             "conditions": list(self.conditions),
             "contaminated": self.contaminated,
             "machine_load": self.machine_load,
-            "joules_spread": None if stats is None else stats.spread,
-            "watts": None if stats is None else stats.watts,
             "power_limit_w": None if self.power_limit_w is None else dict(self.power_limit_w),
             "latency_ms": self.latency_ms,
             "calls": self.calls,
@@ -272,3 +275,16 @@ class EnergyResult:
             "trials": [t.to_dict() for t in self.trials],
             "trials_reason": self.trials_reason,
         }
+
+
+def _stats_fields(stats: EnergyStats | None) -> dict[str, Any]:
+    """The JSON fields a valid result's statistics fill (all null for an invalid one)."""
+    if stats is None:
+        return dict.fromkeys(("joules_per_call", "joules_per_item",
+                              "joules_per_call_by_domain", "dynamic_joules_per_call",
+                              "joules_spread", "watts", "accuracy"))
+    return {"joules_per_call": stats.joules_per_call, "joules_per_item": stats.joules_per_item,
+            "joules_per_call_by_domain": stats.by_domain,
+            "dynamic_joules_per_call": stats.dynamic_joules_per_call,
+            "joules_spread": stats.spread, "watts": stats.watts,
+            "accuracy": stats.accuracy.to_dict()}

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_energy.measure.antialias import default_guard
 from pytest_energy.measure.grid import StepGrid
-from pytest_energy.measure.reader import MeterReader
+from pytest_energy.measure.reader import MeterReader, default_guard
 from pytest_energy.measure.results import EnergyResult
 
 UNSETTLED_WARNING = "power not settled:"

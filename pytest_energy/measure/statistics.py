@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_energy.entry import Plan
-from pytest_energy.measure.antialias import complete_sets, in_complete_sets
+from pytest_energy.measure.sampling import Accuracy, accuracy_from_blocks, accuracy_from_sets
 
 if TYPE_CHECKING:
     from pytest_energy.measure.results import EnergyResult, Trial
@@ -45,6 +45,7 @@ class EnergyStats:
     spread: dict[str, float | None]
     by_domain: dict[str, float]
     watts: float | None
+    accuracy: Accuracy
 
 
 class PlanStatistics(Protocol):
@@ -56,10 +57,6 @@ class PlanStatistics(Protocol):
 
     def compute(self, result: EnergyResult) -> EnergyStats:
         """The statistics of a valid result."""
-        ...
-
-    def halves_disagreement(self, result: EnergyResult) -> float | None:
-        """The accuracy check of plans whose windows differ by design (else ``None``)."""
         ...
 
 
@@ -86,10 +83,6 @@ def _dynamic_median(result: EnergyResult, values: list[float],
     return statistics.median([v - i for v, i in zip(values, idle_values, strict=True)])
 
 
-def _phase_sets(trials: Sequence[Trial]) -> list[tuple[int | None, int]]:
-    return [t.phase_set or (None, 1) for t in trials]
-
-
 class WindowStatistics:
     """Plain windows: the median over windows of window energy / calls."""
 
@@ -112,7 +105,16 @@ class WindowStatistics:
                                                  for t in result.trials)
                        for domain in result.domains},
             watts=_ratio(sum(t.total_joules for t in result.trials), seconds),
+            accuracy=self._accuracy(values),
         )
+
+    @staticmethod
+    def _accuracy(values: list[float]) -> Accuracy:
+        """Windows are independent repeats: their spread is the error bar."""
+        relative = accuracy_from_sets(values)
+        if relative is None:
+            return Accuracy(None, "one window, nothing to compare it with")
+        return Accuracy(relative, f"spread of {len(values)} windows")
 
     @staticmethod
     def _per_item(result: EnergyResult) -> float | None:
@@ -127,30 +129,31 @@ class WindowStatistics:
             per_item.append(trial.total_joules / items)
         return statistics.median(per_item)
 
-    def halves_disagreement(self, result: EnergyResult) -> float | None:
-        return None
-
 
 class AlignedStatistics:
-    """Phase-aligned windows, pooled: the calls' mean power over every counted step
-    (each sensor sample weighs the same) times the mean call duration, over the windows
-    of whole phase sets (a median of aliased windows would not cancel the aliasing)."""
+    """Phase-aligned blocks, pooled: the calls' mean power over every counted step
+    (each sensor sample weighs the same) times the mean call duration. Every block's
+    phase is random on its own, so every block counts; whole phase sets, each an
+    independent estimate, give the error bar (else neighbouring blocks do)."""
 
     def usable(self, result: EnergyResult) -> list[Trial]:
-        """The windows that counted a step, from whole phase sets only (see
-        :func:`~pytest_energy.measure.antialias.in_complete_sets`)."""
-        keep = in_complete_sets(_phase_sets(result.trials))
-        return [t for t, kept in zip(result.trials, keep, strict=True)
-                if kept and t.calls > 0 and t.counted_steps]
+        """The blocks that counted a step, of whole phase sets only when any set is
+        whole (a partial set would weigh some phases twice against the error bar the
+        whole sets give)."""
+        counted = [t for t in result.trials if t.calls > 0 and t.counted_steps]
+        whole = [t for group in self._sets(counted) for t in group]
+        return whole or counted
 
     @staticmethod
     def _sets(trials: Sequence[Trial]) -> list[list[Trial]]:
-        """The pooled windows grouped by phase set (one group per window without a set)."""
-        groups: dict[object, list[Trial]] = {}
-        for index, trial in enumerate(trials):
-            key: object = trial.phase_set[0] if trial.phase_set else ("window", index)
-            groups.setdefault(key, []).append(trial)
-        return list(groups.values())
+        """The blocks of each whole phase set."""
+        groups: dict[int, list[Trial]] = {}
+        sizes: dict[int, int] = {}
+        for trial in trials:
+            if trial.phase_set is not None:
+                groups.setdefault(trial.phase_set[0], []).append(trial)
+                sizes[trial.phase_set[0]] = trial.phase_set[1]
+        return [group for index, group in groups.items() if len(group) >= sizes[index]]
 
     @staticmethod
     def _pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
@@ -174,6 +177,9 @@ class AlignedStatistics:
         values = [self._pooled(result, group) for group in groups]
         energy = sum(t.total_joules for t in trials)
         steps = sum(t.counted_steps or 0 for t in trials)
+        accuracy = self.accuracy(result, trials)
+        spread = _spread(values)
+        spread["cv"] = None if accuracy.relative is None else accuracy.relative / 2
         return EnergyStats(
             values=values,
             idle_values=[self._idle_per_call(idle, group) for group in groups],
@@ -181,29 +187,33 @@ class AlignedStatistics:
             joules_per_item=_ratio(per_call, result.items_per_call),
             dynamic_joules_per_call=(None if result.idle_watts is None else
                                      per_call - self._idle_per_call(idle, trials)),
-            spread=self._spread(result, values),
+            spread=spread,
             by_domain=self._by_domain(result, trials, per_call, energy),
             watts=(_ratio(energy, steps * result.step_period_s)
                    if result.step_period_s is not None else None),
+            accuracy=accuracy,
         )
 
     def _groups(self, trials: list[Trial]) -> list[list[Trial]]:
-        """The trials behind each value: one value per whole set when there are enough
-        (each samples every part of the calls), else one per window (aliased by design:
-        wider, but several values)."""
+        """The trials behind each value: one value per whole set when there are enough,
+        else one per block (wider, but several values)."""
         sets = self._sets(trials)
         return sets if len(sets) >= SET_VALUES_FROM else [[t] for t in trials]
 
-    def _spread(self, result: EnergyResult, values: list[float]) -> dict[str, float | None]:
-        """The windows differ by design: the CV judges whole sets (``None`` for one),
-        unless no set is whole (partial coverage): then the windows' own spread shows
-        structure the partial set may have misjudged."""
-        spread = _spread(values)
-        partial = any(t.phase_set for t in result.trials) and not complete_sets(
-            _phase_sets(result.trials))
-        if not partial:
-            spread["cv"] = self.halves_disagreement(result)
-        return spread
+    def accuracy(self, result: EnergyResult, trials: list[Trial]) -> Accuracy:
+        """The error bar: from whole phase sets (independent, each stratified) when
+        there are two or more, else from neighbouring blocks in phase order; plus the
+        lattice's systematic share."""
+        extra = result.sampling_residual
+        sets = self._sets(trials)
+        if len(sets) >= 2:
+            return Accuracy(accuracy_from_sets([self._pooled(result, s) for s in sets],
+                                               extra), f"{len(sets)} whole phase sets")
+        ordered = sorted(trials, key=lambda t: t.phase if t.phase is not None else 0.0)
+        relative = accuracy_from_blocks([self._pooled(result, [t]) for t in ordered], extra)
+        if relative is None:
+            return Accuracy(None, "one block, nothing to compare it with")
+        return Accuracy(relative, f"{len(trials)} blocks at independent phases")
 
     @staticmethod
     def _by_domain(result: EnergyResult, trials: list[Trial], per_call: float,
@@ -211,20 +221,6 @@ class AlignedStatistics:
         """The pooled estimate, split by each domain's share of the energy."""
         return {d: per_call * sum(t.joules.get(d, 0.0) for t in trials) / energy
                 if energy > 0 else 0.0 for d in result.domains}
-
-    def halves_disagreement(self, result: EnergyResult) -> float | None:
-        """Relative difference of the pooled estimates over even- and odd-numbered
-        whole phase sets: the windows differ by design, so their CV says nothing; a set
-        samples every part of the calls, so two sets should agree. ``None`` with fewer
-        than two sets."""
-        sets = self._sets(self.usable(result))
-        if len(sets) < 2:
-            return None
-        even = [t for group in sets[0::2] for t in group]
-        odd = [t for group in sets[1::2] for t in group]
-        first, second = self._pooled(result, even), self._pooled(result, odd)
-        mean = (first + second) / 2
-        return abs(first - second) / mean if mean > 0 else None
 
 
 STATISTICS: dict[Plan, PlanStatistics] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_energy.entry import Plan
-from pytest_energy.measure.reader import MeterReader
+from pytest_energy.measure.reader import INSTANT_READ_S, MeterReader
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
 from pytest_energy.units import format_duration_ms
 
@@ -28,6 +28,11 @@ DEFAULT_MAX_TIME_S = 1.0
 STEPPED_MAX_TIME_S = 2.0
 COARSE_WARNING = "coarse windows:"
 COARSE_FRACTION = 0.5  # warn when a window is shorter than this share of the minimum
+READ_LATENCY_FACTOR = 50
+"""Auto windows last at least this many meter reads, so read timing stays negligible."""
+SLOW_READ_WARNING = "slow meter reads:"
+SLOW_READ_SHARE = 0.02
+"""Warn when a window's reads took more than this share of it."""
 # A suggested max_time leaves this much room over the asked trials' windows: windows of
 # the same call count vary by a few percent, and one short of the budget costs a trial.
 MAX_TIME_MARGIN = 1.1
@@ -205,15 +210,18 @@ def record_trials(result: EnergyResult, count: TrialCount) -> None:
 # ----- measuring ----------------------------------------------------------------------
 def run_window(fn: Callable[[], Any], calls: int, reader: MeterReader,
                min_duration_s: float = 0.0) -> tuple[Any, Trial]:
-    """One measured window of ``calls`` calls, or, with ``min_duration_s``, of as many
-    calls as it takes to last that long (the calibrating window). The loop takes two
-    clock readings and one sync per call, nothing else: it is the plugin's hot path."""
+    """One measured window of at least ``calls`` calls lasting at least
+    ``min_duration_s``. The loop takes two clock readings and one sync per call,
+    nothing else: it is the plugin's hot path.
+
+    Each read is bracketed by the clock, so a slow read's own time is not counted as
+    the calls' energy (:meth:`MeterReader.calls_energy`)."""
     clock, sync = reader.clock, reader.sync
     latencies: list[int] = []
     value: Any = None
     min_ns = int(min_duration_s * 1e9)
     reader.synced()
-    before = reader.read()
+    before = reader.bracketed_read()
     window_start = clock()
     done = 0
     while True:
@@ -226,11 +234,11 @@ def run_window(fn: Callable[[], Any], calls: int, reader: MeterReader,
         done += 1
         if done >= calls and end - window_start >= min_ns:
             break
-    window_ns = clock() - window_start
-    after = reader.read()
-    return value, Trial(calls=done, window_s=window_ns / 1e9,
-                        joules=reader.deltas(before, after, window_ns / 1e9),
-                        latencies_ns=latencies)
+    window_s = (clock() - window_start) / 1e9
+    after = reader.bracketed_read()
+    return value, Trial(calls=done, window_s=window_s,
+                        joules=reader.calls_energy(before, after, window_s),
+                        latencies_ns=latencies, read_s=max(before.took_s, after.took_s))
 
 
 def add_window(result: EnergyResult, trial: Trial, reader: MeterReader) -> None:
@@ -245,6 +253,7 @@ def add_window(result: EnergyResult, trial: Trial, reader: MeterReader) -> None:
             f"window (counter update period {period * 1e3:.3g} ms): "
             "the window is below the counter's resolution; raise rounds or max_time"
         )
+    _warn_slow_reads(result, trial, reader)
     needed = min_window_s(period)
     if period > 0 and trial.window_s < COARSE_FRACTION * needed and not any(
             w.startswith(COARSE_WARNING) for w in result.warnings):
@@ -254,6 +263,19 @@ def add_window(result: EnergyResult, trial: Trial, reader: MeterReader) -> None:
             f"(recommended >= {needed / period:.0f}): per-call energy is coarse; raise "
             "rounds or max_time"
         )
+
+
+def _warn_slow_reads(result: EnergyResult, trial: Trial, reader: MeterReader) -> None:
+    """Once per test: the meter's reads take a noticeable share of a window."""
+    typical = reader.typical_read_s
+    slow = typical >= INSTANT_READ_S and typical > SLOW_READ_SHARE * trial.window_s
+    if slow and not any(w.startswith(SLOW_READ_WARNING) for w in result.warnings):
+        result.warnings.append(
+            f"{SLOW_READ_WARNING} a {reader.meter.name} read takes {typical * 1e3:.3g} ms "
+            f"against a {trial.window_s * 1e3:.3g} ms window; the energy the counter "
+            "gained while being read is left out, but the meter's timing inside a read "
+            f"is unknown: raise rounds or max_time for windows >= {READ_LATENCY_FACTOR}x "
+            "the read time")
 
 
 @dataclass(frozen=True)
@@ -290,12 +312,23 @@ class AutoWindows:
     def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured:
         target = window_target_s(self.reader.update_period_s, trials=self.trials,
                                  max_time_s=self.max_time_s)
+        # long enough that read timing is negligible, within the measuring time
+        target = max(target, min(READ_LATENCY_FACTOR * self._read_latency(),
+                                 self.max_time_s / max(1, self.trials)))
         value, first = run_window(fn, 1, self.reader, min_duration_s=target)
         add_window(result, first, self.reader)
         count = auto_trials(first.window_s, first.calls, trials=self.trials,
                             max_time_s=self.max_time_s, default_max_time=self.max_time_default)
         for _ in range(count.got - 1):
-            value, trial = run_window(fn, first.calls, self.reader)
+            # the calibrated calls, and never shorter than the minimum: a calibrating
+            # window that preemption slowed must not make the others short
+            value, trial = run_window(fn, first.calls, self.reader, min_duration_s=target)
             add_window(result, trial, self.reader)
         record_trials(result, count)
         return Measured(value)
+
+    def _read_latency(self) -> float:
+        """How long one meter read typically takes here (two more reads timed)."""
+        self.reader.bracketed_read()
+        self.reader.bracketed_read()
+        return self.reader.typical_read_s

@@ -8,6 +8,7 @@ smart plug, a simulator) with a dozen lines of code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -135,3 +136,64 @@ REQUIRED_METER_ATTRIBUTES = ("name", "estimated", "update_period_s", "domains", 
 def missing_meter_attributes(obj: object) -> list[str]:
     """Names of the protocol members ``obj`` lacks (empty when it is a usable Meter)."""
     return [attr for attr in REQUIRED_METER_ATTRIBUTES if not hasattr(obj, attr)]
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, which is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def _required_attribute_problems(meter: object) -> list[str]:
+    """What is wrong with ``name``, ``estimated`` and ``update_period_s``."""
+    problems = []
+    name = getattr(meter, "name", None)
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"name={name!r}: expected a non-empty string")
+    estimated = getattr(meter, "estimated", None)
+    if not isinstance(estimated, bool):
+        problems.append(f"estimated={estimated!r}: expected True or False")
+    period: Any = getattr(meter, "update_period_s", None)
+    if not (_is_number(period) and period >= 0):
+        problems.append(f"update_period_s={period!r} ({type(period).__name__}): expected a "
+                        "number of seconds >= 0, e.g. 0.1 (0.0: a continuous counter)")
+    return problems
+
+
+def _optional_attribute_problems(meter: object) -> list[str]:
+    """What is wrong with the optional plain attributes (see :class:`MeterCapabilities`)."""
+    problems = []
+    for attr in ("sensor_window_s", "max_plausible_watts"):
+        value = getattr(meter, attr, None)
+        if value is not None and not (_is_number(value) and value > 0):
+            problems.append(f"{attr}={value!r} ({type(value).__name__}): expected a number > 0 "
+                            "or None")
+    for attr in ("stepped_counter", "read_never_blocks"):
+        value = getattr(meter, attr, False)
+        if not isinstance(value, bool):
+            problems.append(f"{attr}={value!r}: expected True or False")
+    return problems
+
+
+def _domain_problems(meter: object) -> list[str]:
+    """What is wrong with ``meter.domains()``: it must return a non-empty list of names."""
+    try:
+        domains = meter.domains()  # type: ignore[attr-defined]
+    except Exception as exc:  # a broken meter is reported, never propagated
+        return [f"domains() raised {type(exc).__name__}: {exc}"]
+    if not isinstance(domains, (list, tuple)) or not domains or not all(
+            isinstance(d, str) and d for d in domains):
+        return [f"domains() returned {domains!r}: expected a non-empty list of domain names, "
+                'e.g. ["gpu:0"]']
+    return []
+
+
+def meter_problems(meter: object) -> list[str]:
+    """Why a loaded meter cannot be used (empty when it can).
+
+    Checked once, when a custom meter is loaded, so a meter declaring
+    ``update_period_s = "0.1"`` or a ``domains()`` that raises makes every test that
+    needs it error with one message naming the meter, instead of a raw ``TypeError``
+    in each test or an INTERNALERROR in the header."""
+    return (_required_attribute_problems(meter) + _optional_attribute_problems(meter)
+            + _domain_problems(meter))

@@ -19,6 +19,7 @@ from pytest_energy.meters.base import (
     Meter,
     MeterUnavailable,
     capabilities,
+    meter_problems,
     missing_meter_attributes,
 )
 
@@ -67,6 +68,11 @@ def _instantiate(obj: Any, spec: str) -> Meter:
             f"{', '.join(missing)}); attr must be a class or a no-argument callable returning "
             "an object with name, estimated, update_period_s, domains(), read(), close()"
         )
+    problems = meter_problems(obj)
+    if problems:
+        raise MeterUnavailable(
+            f"--energy-meter={spec}: meter {type(obj).__name__} "
+            f"({getattr(obj, 'name', '?')!r}) is not usable: {'; '.join(problems)}")
     return obj  # type: ignore[no-any-return]
 
 
@@ -131,6 +137,15 @@ def _describe(meter: Meter) -> Any:
         return describe()
     except Exception as exc:  # a fingerprint must never break a report
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def domains_of(meter: Meter) -> list[str]:
+    """``meter.domains()`` for a report line; a meter that breaks later says so instead
+    of turning the report into an INTERNALERROR (it was checked once when loaded)."""
+    try:
+        return [str(domain) for domain in meter.domains()]
+    except Exception as exc:
+        return [f"domains() failed: {type(exc).__name__}: {exc}"]
 
 
 class MeterPool:
@@ -250,7 +265,7 @@ class MeterPool:
                 "name": meter.name,
                 "estimated": bool(meter.estimated),
                 "update_period_s": meter.update_period_s,
-                "domains": list(meter.domains()),
+                "domains": domains_of(meter),
                 "details": details,
             }
         return {"requested": self.spec, "used": used, "unavailable": dict(self._failures)}

@@ -31,19 +31,24 @@ def duration(ms: float | None) -> str:
     return MISSING if ms is None else format_duration_ms(ms)
 
 
-def can_print_stars(encoding: str | None) -> bool:
+def can_print(text: str, encoding: str | None) -> bool:
+    """Whether ``text`` can be written in ``encoding`` (None: standard output's)."""
+    encoding = encoding if encoding is not None else getattr(sys.stdout, "encoding", None)
     try:
-        (FULL_STAR + EMPTY_STAR).encode(encoding or "ascii")
+        text.encode(encoding or "ascii")
     except (LookupError, UnicodeEncodeError):
         return False
     return True
+
+
+def can_print_stars(encoding: str | None) -> bool:
+    return can_print(FULL_STAR + EMPTY_STAR, encoding)
 
 
 def stars(rating: int | None, encoding: str | None = None) -> str:
     """``★★★★☆`` (or ``****.`` where the terminal cannot print stars); ``-`` unrated."""
     if rating is None:
         return MISSING
-    encoding = encoding if encoding is not None else getattr(sys.stdout, "encoding", None)
     full, empty = (FULL_STAR, EMPTY_STAR) if can_print_stars(encoding) else ("*", ".")
     return full * rating + empty * (5 - rating)
 

@@ -7,7 +7,7 @@ so the stars here are the stars of the summary (see :mod:`pytest_energy.session`
 
 from __future__ import annotations
 
-from pytest_energy.entry import BUSY_PREFIX, Entry, Plan
+from pytest_energy.entry import BUSY_PREFIX, Entry, Plan, RatingRule
 from pytest_energy.report.cells import duration, stars
 from pytest_energy.report.summary import budget_use_cell
 from pytest_energy.units import format_duration_ms, format_energy
@@ -65,13 +65,26 @@ def _latency_and_calls(entry: Entry) -> list[str]:
     return lines
 
 
+def _rating(entry: Entry) -> str:
+    """``★★★★☆ (by group: rank 2 of 6 by J/item)``: the stars and the rule that gave them."""
+    text = stars(entry.rating)
+    if entry.rating is None:
+        return text
+    if entry.rating_rule == RatingRule.GROUP:
+        return (f"{text} (by group: rank {entry.group_rank} of {entry.group_size} by "
+                f"{entry.rating_metric})")
+    if entry.rating_rule == RatingRule.BUDGET:
+        return f"{text} (by budget use)"
+    return text
+
+
 def _budget_lines(entry: Entry) -> list[str]:
     budget = entry.budget
     if budget.joules is None and budget.latency_ms is None:
-        return []
+        return [] if entry.rating is None else [f"rating {_rating(entry)}"]
     return [f"budget: joules {format_energy(budget.joules)}, latency "
             f"{format_duration_ms(budget.latency_ms)} ({budget.latency_stat}); "
-            f"use {budget_use_cell(entry)}; rating {stars(entry.rating)}"]
+            f"use {budget_use_cell(entry)}; rating {_rating(entry)}"]
 
 
 def _trial_lines(entry: Entry) -> list[str]:
@@ -94,8 +107,9 @@ def _context_lines(entry: Entry) -> list[str]:
         lines.append(f"dynamic energy: {format_energy(entry.dynamic_joules_per_call)} per "
                      f"call above an idle baseline of {idle:.3g} W")
     if entry.lock_wait_s > LOCK_WAIT_REPORTED_S:
-        lines.append(f"isolation: waited {entry.lock_wait_s * 1e3:.3g} ms for another "
-                     "process's measurement on the same device (not counted in the numbers)")
+        waited = format_duration_ms(entry.lock_wait_s * 1e3)  # "70.9 s", not "7.09e+04 ms"
+        lines.append(f"isolation: waited {waited} for another process's measurement on the "
+                     "same device (not counted in the numbers)")
     if entry.meter_note:
         lines.append(f"meter: {entry.meter_note}")
     return lines

@@ -10,6 +10,7 @@ CI looks: in pytest's final line and as a junitxml testcase.
 from __future__ import annotations
 
 import functools
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,11 @@ import pytest
 from pytest_energy.entry import Entry
 from pytest_energy.measure.reference import measure_reference, session_pool
 from pytest_energy.meters.loader import merge_descriptions
+from pytest_energy.options import SETTINGS_BY_NAME, resolve_setting
+from pytest_energy.report.columns import COLUMN_NAMES
+from pytest_energy.report.compact import lock_wait_lines, render_compact
 from pytest_energy.report.details import details_section
+from pytest_energy.report.fit import wrap, wrap_all
 from pytest_energy.report.jsonreport import build_report, machine_info, write_report
 from pytest_energy.report.junit import (
     GateOutcome,
@@ -151,15 +156,23 @@ class RunReport:
     # ----- the terminal -------------------------------------------------------------------
     def print_summary(self, terminal: Any) -> None:
         summary = bool(self.entries) and self.session.config.summary
+        layout = Layout.of(terminal)
         if summary:
-            self._print_tables(terminal)
-        if self.entries and self.options.hints and self.hints:
-            _section(terminal, "energy hints", "\n".join(f"- {hint}" for hint in self.hints))
+            self._print_tables(terminal, layout)
+        elif self.entries:  # the waits explain a slow run even without the table
+            for line in lock_wait_lines(self.entries, layout.width):
+                terminal.write_line(line)
+        self._print_hints(terminal, layout)
         if self.json_written:
             terminal.write_line(f"energy JSON report: {self.json_written}")
         self._print_gate(terminal, summary)
         for error in self.session.report_errors:
             terminal.write_line(f"pytest-energy: {error}", red=True)
+
+    def _print_hints(self, terminal: Any, layout: Layout) -> None:
+        if self.entries and self.options.hints and self.hints:
+            _section(terminal, "energy hints", "\n".join(
+                line for hint in self.hints for line in wrap(f"- {hint}", layout.width)))
 
     def _print_gate(self, terminal: Any, after_summary: bool) -> None:
         gate = self.session.gate
@@ -196,21 +209,55 @@ class RunReport:
             else:
                 terminal.stats.setdefault(key, []).extend(items)
 
-    def _print_tables(self, terminal: Any) -> None:
+    def _print_tables(self, terminal: Any, layout: Layout) -> None:
         encoding = getattr(getattr(terminal, "_tw", None), "encoding", None)
+        width = layout.width
         terminal.section("energy summary")
-        extra = summary_columns(self.entries, None)  # carbon/cost get their own table
-        lines = [*meter_lines(self.meters_described),
-                 *render_summary(self.entries, encoding, extra).splitlines(),
-                 # carbon=None: the whole-run total is printed under the carbon table
-                 *summary_lines(self.entries, None, self.options)]
+        lines = meter_lines(self.meters_described, width)
+        if layout.full:
+            extra = summary_columns(self.entries, None)  # carbon/cost get their own table
+            lines += render_summary(self.entries, encoding, extra).splitlines()
+        else:
+            lines += render_compact(self.entries, encoding, width, layout.columns).lines
+        # carbon=None: the whole-run total is printed under the carbon table
+        lines += wrap_all(summary_lines(self.entries, None, self.options), width)
+        lines += lock_wait_lines(self.entries, width)
         for line in lines:
             terminal.write_line(line)
-        text = render_rightsizing(self.tables, self.options, encoding)
+        text = render_rightsizing(self.tables, self.options, encoding, width)
         if text:
             _section(terminal, "energy right-sizing", text)
         if self.carbon is not None:
-            _section(terminal, "energy carbon and cost", render_carbon(self.carbon, encoding))
+            _section(terminal, "energy carbon and cost",
+                     render_carbon(self.carbon, encoding, width))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the end of the run is laid out: the full tables, lines as long as they are
+    (``-v``, ``--energy-columns=all``); or the user's columns or the compact set, every
+    line within the terminal's ``width``."""
+
+    width: int | None  # None: the full layout
+    columns: tuple[str, ...] | None
+
+    @property
+    def full(self) -> bool:
+        return self.width is None
+
+    @classmethod
+    def of(cls, terminal: Any) -> Layout:
+        columns = resolve_setting(SETTINGS_BY_NAME["columns"], terminal.config).value
+        verbose = (getattr(terminal, "verbosity", 0) or 0) > 0
+        if columns == COLUMN_NAMES or (columns is None and verbose):
+            return cls(None, columns)
+        return cls(terminal_width(terminal), columns)
+
+
+def terminal_width(terminal: Any) -> int:
+    """The terminal's width as pytest sees it (``COLUMNS``, else the tty, else 80)."""
+    width = getattr(getattr(terminal, "_tw", None), "fullwidth", None)
+    return width if isinstance(width, int) and width > 0 else shutil.get_terminal_size().columns
 
 
 def _section(terminal: Any, title: str, text: str) -> None:

@@ -1,17 +1,20 @@
-"""The end-of-run summary table for the terminal, and the meter lines above it.
+"""The end-of-run summary: the full table (``-v``, ``--energy-columns=all``), the cells
+the compact default shares (:mod:`pytest_energy.report.compact`), the notes under the
+table and the meter lines above it.
 
-Every number printed says what it is: rows measured by an estimate meter carry
-"est.", and the lines under the table say which meter produced what, and why a better
-meter was not used.
+Every number printed says what it is: in the full table, rows measured by an estimate
+meter carry "est."; the lines under the table say which meter produced what, and why a
+better meter was not used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_energy.entry import Entry, Outcome, Verdict
 from pytest_energy.report.cells import MISSING, duration, energy, percent, plain_table, stars
+from pytest_energy.report.fit import wrap_all
 
 SUMMARY_HEADERS = ["test", "J/call", "J/item", "latency med", "p95", "calls", "budget use",
                    "rating", "meter", "verdict"]
@@ -85,29 +88,34 @@ def _meter_notes(entries: Sequence[Entry]) -> list[str]:
     return [f"meter: {note}" for note in kept]
 
 
-def _test_notes(entry: Entry) -> list[str]:
+def _test_notes(entry: Entry, name: str) -> list[str]:
     notes = []
     if entry.problem:
-        prefix = "" if entry.problem.startswith(entry.nodeid) else f"{entry.nodeid}: "
+        prefix = "" if entry.problem.startswith(entry.nodeid) else f"{name}: "
         notes.append(prefix + entry.problem)
-    notes.extend(f"{entry.nodeid}: {text}"
+    notes.extend(f"{name}: {text}"
                  for text in (*entry.warnings, *entry.verdict_warnings, *entry.conditions))
     return notes
 
 
-def summary_notes(entries: Sequence[Entry]) -> list[str]:
-    """Lines under the table: what "est." means, meter fall-backs, problems per test."""
+def summary_notes(entries: Sequence[Entry],
+                  name: Callable[[str], str] | None = None) -> list[str]:
+    """Lines under the table: what "est." means, meter fall-backs, problems per test
+    (each test named by ``name(nodeid)``: the compact summary shortens long ids)."""
     notes = [ESTIMATE_NOTE] if any(e.estimated for e in entries) else []
     notes.extend(_meter_notes(entries))
     for entry in entries:
-        notes.extend(_test_notes(entry))
+        notes.extend(_test_notes(entry, entry.nodeid if name is None else name(entry.nodeid)))
     return notes
 
 
 def render_summary(entries: Sequence[Entry], encoding: str | None = None,
-                   extra: tuple[list[str], list[list[str]]] | None = None) -> str:
-    """The summary table and its notes. ``extra`` = (headers, one row of cells per entry)
-    inserted after the rating column (per 1k items, rated by, carbon, cost)."""
+                   extra: tuple[list[str], list[list[str]]] | None = None,
+                   width: int | None = None) -> str:
+    """The full summary table and its notes (``-v``; the default is
+    :mod:`pytest_energy.report.compact`). ``extra`` = (headers, one row of cells per
+    entry) inserted after the rating column (per 1k items, rated by, carbon, cost).
+    The table is as wide as its cells; the notes wrap at ``width`` (None: never)."""
     rows = summary_rows(entries, encoding)
     headers = list(SUMMARY_HEADERS)
     if extra is not None:
@@ -121,7 +129,7 @@ def render_summary(entries: Sequence[Entry], encoding: str | None = None,
         from tabulate import tabulate  # optional speed-up path stays lazy: tables are rare
 
         table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
-    notes = summary_notes(entries)
+    notes = wrap_all(summary_notes(entries), width)
     return table + ("\n" + "\n".join(notes) if notes else "")
 
 
@@ -155,8 +163,9 @@ def _meter_line(info: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def meter_lines(described: Mapping[str, Any]) -> list[str]:
-    """Header lines naming each meter used, what it measures, and its device facts.
-    ``described`` is the meters' JSON description (it is written to the report as is)."""
-    return [line for info in (described.get("used") or {}).values()
-            for line in _meter_line(info)]
+def meter_lines(described: Mapping[str, Any], width: int | None = None) -> list[str]:
+    """Header lines naming each meter used, what it measures, and its device facts,
+    wrapped at ``width`` (None: never). ``described`` is the meters' JSON description
+    (it is written to the report as is)."""
+    return wrap_all([line for info in (described.get("used") or {}).values()
+                     for line in _meter_line(info)], width, indent="    ")

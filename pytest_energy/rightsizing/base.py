@@ -104,6 +104,17 @@ def wh_per_1000_items(joules_per_item: float | None) -> float | None:
     return None if joules_per_item is None else joules_per_item * ITEMS_PER_LABEL / J_PER_WH
 
 
+#: How many names one note or line lists before "and N more": a group of 300 variants
+#: must not print a 1,500-character note (the JSON report keeps every variant's row).
+MAX_NAMED = 5
+
+
+def names(items: Sequence[str], limit: int = MAX_NAMED) -> str:
+    """``a, b, c, d, e and 295 more``: at most ``limit`` names, then how many more."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def natural_key(text: str) -> list[tuple[int, int, str]]:
     """Sort "batch8" before "batch32": digits compare as numbers."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part)

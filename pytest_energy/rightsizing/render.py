@@ -7,11 +7,19 @@ the same here as in the energy summary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_energy.report.cells import duration, energy, md_cell, percent, plain_table, stars
-from pytest_energy.rightsizing.base import METRIC_LABEL, PER_ITEM, RightsizingOptions
+from pytest_energy.report.fit import (
+    MIN_FIRST_WIDTH,
+    Column,
+    ellipsis,
+    fit_table,
+    kept_width,
+    wrap_all,
+)
+from pytest_energy.rightsizing.base import METRIC_LABEL, PER_ITEM, RightsizingOptions, names
 from pytest_energy.rightsizing.carbon import format_wh
 from pytest_energy.rightsizing.summary import carbon_table, total_line
 
@@ -84,50 +92,85 @@ def _table_rows(table: Mapping[str, Any], encoding: str | None) -> list[list[str
     return rows
 
 
-def _render_table(table: Mapping[str, Any], encoding: str | None) -> str:
+def _compact_rows(table: Mapping[str, Any], encoding: str | None, width: int) -> list[str]:
+    """The variants within ``width``: the title says the meter (and "estimated"), so the
+    cells carry no "est."; the latency and budget columns give way first."""
+    rows = table["variants"]
+    mark = ellipsis(encoding)
+
+    def column(header: str, cell: Callable[[Mapping[str, Any]], str], priority: int) -> Column:
+        return Column(header, [cell(row) for row in rows], priority)
+
+    columns = [
+        column("J/item", lambda r: energy(r["joules_per_item"]), 0),
+        column("J/call", lambda r: energy(r["joules_per_call"]), 1),
+        column("latency", lambda r: duration(r["latency_ms_median"]), 2),
+        column("in budget", lambda r: "yes" if r["meets_budgets"] else "no", 3),
+        column("rating", lambda r: stars(r["rating"], encoding), 0),
+        column("note", _note, 0),
+    ]
+    first = Column("variant", [str(row["variant"]) for row in rows])
+    return fit_table(first, columns, width, MIN_FIRST_WIDTH, mark, ids=False).lines
+
+
+def _render_table(table: Mapping[str, Any], encoding: str | None,
+                  width: int | None = None) -> str:
     """One block: a title saying what is compared by which meter, the variants, the
-    recommendation with its savings, notes and the members left out."""
+    recommendation with its savings, notes and the members left out. ``width``: the
+    compact table, every line within it; None: the full table."""
     est = ", estimated" if table["estimated"] else ""
     what = "energy per item" if table["metric"] == PER_ITEM else "energy per call"
     lines = [f"{table['title']}: {len(table['variants'])} variants compared by {what} "
              f"(meter {table['meter']}{est})"]
-    rows = _table_rows(table, encoding)
-    if len(rows) > MAX_PRINTED_VARIANTS:
+    if len(table["variants"]) > MAX_PRINTED_VARIANTS:
         # a "group" of thousands (a big parametrization) is no variant choice to
         # read row by row: print the recommendation, the rest is in the JSON report
-        lines.append(f"  ({len(rows)} variants: the full table is in the JSON report)")
+        lines.append(f"  ({len(table['variants'])} variants: the full table is in the JSON "
+                     "report)")
+    elif width is None:
+        lines.append(plain_table(RIGHTSIZING_HEADERS, _table_rows(table, encoding)))
     else:
-        lines.append(plain_table(RIGHTSIZING_HEADERS, rows))
+        lines.extend(_compact_rows(table, encoding, width))
     lines.extend(_saving_sentence(table))
     lines.extend(f"  note: {note}" for note in table["notes"])
     if table["left_out"]:
-        lines.append(f"  not measured, left out: {', '.join(table['left_out'])}")
-    return "\n".join(lines)
+        lines.append(f"  not measured, left out: {names(table['left_out'])}")
+    return "\n".join(wrap_all(lines, width, indent="    "))
 
 
 def render_rightsizing(tables: Sequence[Mapping[str, Any]], options: RightsizingOptions,
-                       encoding: str | None = None) -> str:
+                       encoding: str | None = None, width: int | None = None) -> str:
     """The right-sizing tables as text, to print after the energy summary ("" if none).
 
     One block per table: a title line saying what is compared and by which meter, the
     variants, and the recommendation with its savings vs the worst and the default.
     ``encoding`` is the terminal's (stars fall back to ``*`` where it cannot print them).
+    ``width``: lay every line out within it (the compact table; the summary's default);
+    None: the full table (``-v``).
     """
     del options
-    return "\n\n".join(_render_table(table, encoding) for table in tables)
+    return "\n\n".join(_render_table(table, encoding, width) for table in tables)
 
 
-def render_carbon(carbon: Mapping[str, Any] | None, encoding: str | None = None) -> str:
+def render_carbon(carbon: Mapping[str, Any] | None, encoding: str | None = None,
+                  width: int | None = None) -> str:
     """A standalone carbon/cost table per test plus the whole-run line ("" when unset).
 
     An alternative to :func:`summary_columns` for callers that keep the summary narrow.
-    ``encoding`` is accepted for symmetry with :func:`render_rightsizing` (ASCII only).
+    ``encoding`` is the terminal's (for the ``…`` of shortened test ids); ``width``: the
+    test ids give way and the total line wraps to fit it (None: full ids, one line).
     """
-    del encoding
     if carbon is None:
         return ""
     headers, rows = carbon_table(carbon)
-    return plain_table(headers, rows) + "\n" + total_line(carbon)
+    if width is None:
+        return plain_table(headers, rows) + "\n" + total_line(carbon)
+    columns = [Column(headers[i], [row[i] for row in rows]) for i in range(1, len(headers))]
+    first = Column(headers[0], [row[0] for row in rows])
+    mark = ellipsis(encoding)
+    floor = max((kept_width(row[0], mark) for row in rows), default=0)
+    lines = fit_table(first, columns, width, floor, mark).lines
+    return "\n".join([*lines, *wrap_all([total_line(carbon)], width)])
 
 
 # ----- markdown -----------------------------------------------------------------------

@@ -15,11 +15,13 @@ from pytest_energy.parsers import RATING_RULE_AUTO
 from pytest_energy.report.cells import energy
 from pytest_energy.rightsizing.base import RightsizingOptions, finite, wh_per_1000_items
 from pytest_energy.rightsizing.carbon import format_mass, format_money, format_wh
+from pytest_energy.rightsizing.ratings import MIN_GROUP_FOR_RANGE, NOISE_FLOOR
 
 _GROUP_LEGEND = (
     "rated by group: AI Energy Score rule within the test's group (same meter): the "
     "group's [min, max] energy per item (per call without items) in five equal "
-    "intervals, lowest 20% = 5 stars")
+    f"intervals, lowest 20% = 5 stars; variants within measurement noise (at least "
+    f"{NOISE_FLOOR:.0%}) of each other share their stars")
 _BUDGET_LEGEND = "rated by budget: five equal intervals of [0, budget], use <= 20% = 5 stars"
 
 
@@ -105,8 +107,10 @@ def summary_lines(entries: Sequence[Entry], carbon: Mapping[str, Any] | None,
     if RatingRule.GROUP in rules:
         lines.append(_GROUP_LEGEND)
     if RatingRule.BUDGET in rules:
-        lines.append(_BUDGET_LEGEND + (" (lone tests; groups of 2+ are rated by group)"
-                                       if options.rating_rule == RATING_RULE_AUTO else ""))
+        lines.append(_BUDGET_LEGEND + (
+            f" (lone tests, groups of fewer than {MIN_GROUP_FOR_RANGE} variants, and groups "
+            "whose range is within measurement noise)"
+            if options.rating_rule == RATING_RULE_AUTO else ""))
     if carbon is not None:
         lines.append(total_line(carbon))
     return lines

@@ -14,7 +14,8 @@ import collections
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_energy.entry import Entry
+from pytest_energy.entry import Entry, RatingRule
+from pytest_energy.parsers import RATING_RULE_BUDGET, RATING_RULE_GROUP
 from pytest_energy.rightsizing.base import (
     METRIC_LABEL,
     PER_CALL,
@@ -27,9 +28,11 @@ from pytest_energy.rightsizing.base import (
     meets_latency_budget,
     metric_of,
     metric_value,
+    names,
     natural_key,
     wh_per_1000_items,
 )
+from pytest_energy.rightsizing.ratings import range_problem
 
 #: One table, and one of its variant rows, as stored in the JSON report.
 Table = dict[str, Any]
@@ -78,12 +81,12 @@ def _notes(rows: Sequence[Row], metric: str) -> list[str]:
     notes: list[str] = []
     if metric == PER_CALL:
         missing = [r["variant"] for r in rows if r["joules_per_item"] is None]
-        notes.append(f"compared per call: no items= on {', '.join(missing)}; give items= "
+        notes.append(f"compared per call: no items= on {names(missing)}; give items= "
                      "to compare variants that process different amounts of work")
     defaults = [r for r in rows if r["default"]]
     if len(defaults) > 1:
         notes.append("several variants are marked default=True ("
-                     f"{', '.join(r['variant'] for r in defaults)}): using "
+                     f"{names([r['variant'] for r in defaults])}): using "
                      f"{defaults[0]['variant']}")
     return notes
 
@@ -118,13 +121,28 @@ def _saving_of(best: Row | None, other: Row | None) -> float | None:
     return _saving(best["metric_value"], other["metric_value"])
 
 
-def _table(key: SetKey, title: str, members: Sequence[Entry], left_out: list[str]) -> Table:
+def _rating(members: Sequence[Entry], rule: str) -> tuple[str | None, list[str]]:
+    """Which rule rated this set's stars, and a note saying why when it is not the
+    group rule the user would expect (``auto``, ``group``)."""
+    if rule == RATING_RULE_BUDGET:
+        return str(RatingRule.BUDGET), []
+    problem = range_problem(members)
+    if problem is None:
+        return str(RatingRule.GROUP), []
+    if rule == RATING_RULE_GROUP:
+        return None, [f"unrated: {problem}"]
+    return str(RatingRule.BUDGET), [f"rated by budget use, not by the group: {problem}"]
+
+
+def _table(key: SetKey, title: str, members: Sequence[Entry], left_out: list[str],
+           rule: str) -> Table:
     """The table of one comparable set (see :func:`rightsizing_tables`)."""
     group, meter, estimated = key
     metric = metric_of(members)
     variant_counts = collections.Counter(m.variant for m in members)
     rows = [_row(member, metric, variant_counts) for member in members]
-    notes = _notes(rows, metric)
+    rating_rule, rating_notes = _rating(members, rule)
+    notes = _notes(rows, metric) + rating_notes
     best, recommendation = _recommend(rows, metric)
     worst = max(rows, key=lambda r: r["metric_value"])
     default = next((r for r in rows if r["default"]), None)
@@ -144,6 +162,7 @@ def _table(key: SetKey, title: str, members: Sequence[Entry], left_out: list[str
         "saving_vs_default": _saving_of(best, default),
         "left_out": left_out,
         "notes": notes,
+        "rating_rule": rating_rule,
     }
 
 
@@ -172,11 +191,12 @@ def rightsizing_tables(entries: Sequence[Entry], options: RightsizingOptions) ->
     ``default`` (the variant marked ``default=True``; the first if several),
     ``saving_vs_worst`` / ``saving_vs_default`` (fractions of that variant's metric
     the recommended one saves; None when there is no recommendation or no default),
-    ``left_out`` (members of the group without a valid measurement) and ``notes``.
-    ``rating`` is the entry's: pass the entries :func:`apply_ratings` returned.
-    ``options`` is accepted for symmetry (the rule does not change the tables).
+    ``left_out`` (members of the group without a valid measurement), ``notes`` (each
+    bounded: a long list names a few and says how many more) and ``rating_rule``
+    (``group``, ``budget``, or None: which rule gave the stars; when the group's range
+    could not be used a note says why). ``rating`` is the entry's: pass the entries
+    :func:`apply_ratings` returned.
     """
-    del options  # the tables do not depend on options today; kept for a stable signature
     sets = comparable_sets(entries)
     meters_per_group = collections.Counter(group for group, _meter, _est in sets)
     left_out = _left_out(entries)
@@ -186,5 +206,6 @@ def rightsizing_tables(entries: Sequence[Entry], options: RightsizingOptions) ->
             continue
         group, meter, _est = key
         title = group if meters_per_group[group] == 1 else f"{group} ({meter})"
-        tables.append(_table(key, title, members, left_out.get(group, [])))
+        tables.append(_table(key, title, members, left_out.get(group, []),
+                             options.rating_rule))
     return tables

@@ -5,14 +5,16 @@ The measuring code asks right before each measured run; each flag starts with a
 keyword the report and the verdict act on:
 
 * ``contaminated:`` other processes hold a compute context on the GPU. Our own pid is
-  excluded, and so are other pytest-energy processes (they measure only while holding
-  the device lock, which we hold). If NVML lists pids but not ours while this process
-  holds a CUDA context there (torch tells), NVML speaks another pid namespace (a
-  container) or MPS; one of the pids is then taken to be us. Without torch we cannot
-  tell, and every listed pid counts as other. A NotSupported answer gives no flag
-  (nothing can be known; NVML does not list processes everywhere, e.g. on some
-  virtual GPUs); any other error gives an ``unknown:`` flag. An idle context (another
-  pytest-xdist worker that touched CUDA) is listed too.
+  excluded, and so are this session's own xdist workers while they are blocked waiting
+  for the device lock we hold (idle there; found from the kernel's lock table and the
+  process tree, see :func:`~pytest_energy.meters.locks.idle_session_peers`, never from
+  a file any process could write). A worker running an unmeasured test, or one that
+  merely keeps a CUDA context, counts: it may be using the GPU. If NVML lists pids but
+  not ours while this process holds a CUDA context there (torch tells), NVML speaks
+  another pid namespace (a container) or MPS; one of the pids is then taken to be us.
+  Without torch we cannot tell, and every listed pid counts as other. A NotSupported
+  answer gives no flag (nothing can be known; NVML does not list processes everywhere,
+  e.g. on some virtual GPUs); any other error gives an ``unknown:`` flag.
 * ``display:`` graphics processes (a desktop, a compositor) on the GPU. Not
   contamination: their steady draw is part of what the GPU burns when idle, and on a
   workstation they are always there.
@@ -28,7 +30,7 @@ import os
 import re
 from typing import Any
 
-from pytest_energy.meters.locks import peer_pids
+from pytest_energy.meters.locks import idle_session_peers
 from pytest_energy.meters.nvml.bindings import UNSUPPORTED, nvml_reason
 from pytest_energy.meters.nvml.devices import MeasuredGpu
 from pytest_energy.meters.nvml.frameworks import has_cuda_context
@@ -119,8 +121,8 @@ def _compute_flags(gpu: MeasuredGpu, listed: list[int], own: int) -> list[str]:
     """The ``contaminated:`` flag for the compute pids NVML lists, if any."""
     if not listed:
         return []
-    # Other pytest-energy processes (xdist workers) wait for the device lock we hold.
-    peers = peer_pids() - {own}
+    # This session's xdist workers blocked on the device lock we hold are idle here.
+    peers = idle_session_peers(listed)
     compute = [pid for pid in listed if pid not in peers]
     if compute and own not in compute and has_cuda_context(gpu.cuda_indices):
         return _foreign_namespace_flag(gpu, compute, own)

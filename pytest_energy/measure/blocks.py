@@ -1,0 +1,143 @@
+"""The pieces of a phase-aligned block: the measured function run in whole units, the
+shape of a test's blocks, and where a block goes on the counter's step grid.
+
+Pure arithmetic but for :class:`Units`, which calls the measured code; the loop that
+uses them is :mod:`pytest_energy.measure.aligned`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_energy.measure.grid import StepGrid
+from pytest_energy.measure.reader import MeterReader
+from pytest_energy.measure.results import Trial
+
+DEGENERATE_MARGIN = 1.2
+"""Guards between a unit boundary and a step when units are whole periods long."""
+
+
+@dataclass
+class Units:
+    """The measured function run in whole units of ``group`` calls, timed per call."""
+
+    fn: Callable[[], Any]
+    reader: MeterReader
+    group: int = 1
+    calls: int = 0
+    value: Any = None
+    latencies: list[int] = field(default_factory=list)
+
+    def call(self) -> None:
+        clock, sync = self.reader.clock, self.reader.sync
+        start = clock()
+        self.value = self.fn()
+        if sync is not None:
+            sync()
+        self.latencies.append(clock() - start)
+        self.calls += 1
+
+    def unit(self) -> None:
+        for _ in range(self.group):
+            self.call()
+
+    def until(self, time_s: float) -> None:
+        """Whole units until the clock reaches ``time_s`` (at least one unit)."""
+        self.unit()
+        while self.reader.seconds() < time_s:
+            self.unit()
+
+    def align(self) -> int:
+        """Calls to the next unit boundary (between blocks, unmeasured)."""
+        extra = -self.calls % self.group
+        for _ in range(extra):
+            self.call()
+        return extra
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How this test's blocks look."""
+
+    unit_s: float
+    group: int
+    long: bool
+    set_size: int
+    steps: int
+    clean_before_s: float
+    residual: float = 0.0
+    irregular: bool = False
+    spacing_s: float = 0.0  # long units: how far apart a block's samples lie in a unit
+
+
+
+def place_block(shape: Shape, grid: StepGrid, guard_s: float, now_s: float,
+                phase: float) -> tuple[float, float | None]:
+    """Where a block at ``phase`` (a fraction) starts, no earlier than ``now_s``, and
+    until when it leads in (``None``: a clean start, the reference read right before
+    the first call)."""
+    period, now = grid.period_s, now_s + guard_s
+    if shape.long:  # the first step falls `phase` of a spacing after the start
+        offset = _long_offset(shape, period, guard_s, phase)
+        step = grid.next_step(now + offset)
+        return step - offset, step + guard_s
+    offset = phase * shape.unit_s  # the counted step this far into a unit
+    step = grid.next_step(now)
+    for _ in range(3 + math.ceil(shape.unit_s / period)):
+        clean = earliest(max(now, step - period + guard_s), step - shape.clean_before_s
+                         - guard_s, step - offset, shape.unit_s)
+        if clean is not None:
+            return clean, None
+        lead = earliest(max(now, step - period), step, step + period - offset, shape.unit_s)
+        if lead is not None:
+            return lead, step + guard_s
+        step += period
+    return now, grid.next_step(now) + guard_s
+
+
+def _long_offset(shape: Shape, period: float, guard_s: float, phase: float) -> float:
+    """How far after a long block's start its first step falls. Units of whole periods
+    keep their boundaries (where reads go) at one place against the steps: the steps
+    are then kept clear of them."""
+    drift = shape.unit_s % period
+    if min(drift, period - drift) >= DEGENERATE_MARGIN * guard_s:
+        return phase * shape.spacing_s
+    margin = min(DEGENERATE_MARGIN * guard_s, shape.spacing_s / 4)
+    return margin + phase * (shape.spacing_s - 2 * margin)
+
+
+def unit_seconds(durations: list[float], group: int) -> float:
+    """The unit's duration: the mean over its whole repeats (a leftover partial group
+    would weigh one kind of call twice)."""
+    whole = len(durations) // group * group
+    used = durations[:whole] if whole else durations
+    return max(statistics.fmean(used) * group, 1e-6)
+
+
+def calibration_s(latencies_ns: list[int]) -> list[float]:
+    return [ns / 1e9 for ns in latencies_ns]
+
+
+def whole_sets(blocks: list[Trial]) -> int:
+    """How many phase sets have all their blocks among ``blocks``."""
+    counts: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    for trial in blocks:
+        assert trial.phase_set is not None
+        index, size = trial.phase_set
+        counts[index] = counts.get(index, 0) + 1
+        sizes[index] = size
+    return sum(1 for index, count in counts.items() if count >= sizes[index])
+
+
+def earliest(low: float, high: float, anchor: float, modulus: float) -> float | None:
+    """The earliest t in [low, high] with t == anchor (mod modulus), if any."""
+    t = anchor + math.ceil((low - anchor) / modulus) * modulus
+    t = max(t, low)
+    return t if t <= high else None
+
+
