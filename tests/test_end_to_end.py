@@ -740,6 +740,7 @@ def test_exception_in_warmup_is_the_failure(meters: pytest.Pytester) -> None:
     assert entry["calls"] == 0
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_keyboard_interrupt_keeps_partial_results(meters: pytest.Pytester) -> None:
     meters.makepyfile(
         """

@@ -425,6 +425,7 @@ def test_ini_options_are_resolved_from_the_rootdir(suite: Suite) -> None:
     assert (suite.path / "history" / "energy" / "history.sqlite3").is_file()
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_xdist_controller_compares_a_serial_baseline(suite: Suite) -> None:
     pytest.importorskip("xdist")
     suite.baseline()
@@ -467,6 +468,7 @@ FAILING = "def test_zz_fails():\n    assert False\n"
 NOT_SAVED_INTERRUPTED = "not saved to the history: the session was interrupted (exit 2)"
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_interrupted_session_is_not_saved(suite: Suite) -> None:
     suite.pytester.makepyfile(test_zz=INTERRUPTING)
     named = suite.run(STEADY, "--energy-save=main", "--energy-json=report.json",

@@ -211,6 +211,7 @@ def test_the_final_line_is_red_and_plural(baseline: Suite) -> None:
     assert f"{RED} in " in last  # the line's own colour (the duration's) is red
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_the_xdist_controller_counts_the_regression_once(baseline: Suite) -> None:
     pytest.importorskip("xdist")
     result = baseline.run(A_DOUBLED, "-n", "2", "--energy-compare=main",

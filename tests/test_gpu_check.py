@@ -361,6 +361,7 @@ def test_no_gpu_exits_0_and_says_why(
 # -- single checks ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_gpu_without_energy_counter(machine: Callable[..., Rig],
                                    check_on: Callable[..., gpu_check.Check]) -> None:
     """A pre-Volta GPU: energy from sampled power; the counter checks say n/a."""
@@ -413,6 +414,7 @@ def test_device_row_and_read_latency_when_nvml_refuses(
     json.dumps(check.data)
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_second_gpu_is_the_one_measured(
         machine: Callable[..., Rig], check_on: Callable[..., gpu_check.Check]) -> None:
     rig = machine([sensor_gpu(0), sensor_gpu(1)])

@@ -348,6 +348,7 @@ def test_a_failing_reference_leaves_the_exit_status_alone(runs: Runs, meter: str
     assert fnmatch.fnmatch(stored["note"], note), stored["note"]
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_measured_once_on_the_xdist_controller(runs: Runs,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xdist")

@@ -291,6 +291,7 @@ def test_no_gpu_hint_without_a_power_limit(burn: pytest.Pytester) -> None:
     assert rs.hints(entries, [], AUTO) == []
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_tables_are_the_same_under_xdist(burn: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     burn.makepyfile(VARIANTS_SUITE)

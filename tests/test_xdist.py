@@ -68,6 +68,7 @@ def _windows(log: str) -> dict[int, list[tuple[int, int]]]:
     return {pid: list(zip(times[::2], times[1::2], strict=True)) for pid, times in reads.items()}
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 @pytest.mark.parametrize("workers", ["2"])
 def test_xdist_summary_json_and_isolation(pytester: pytest.Pytester,
                                           monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
@@ -98,6 +99,7 @@ def test_xdist_summary_json_and_isolation(pytester: pytest.Pytester,
             assert start > end, "windows of two workers overlapped"
 
 
+@pytest.mark.slow  # subprocesses (xdist, signals): run with -m slow
 def test_same_rows_with_and_without_xdist(pytester: pytest.Pytester,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WINDOW_LOG", str(pytester.path / "windows.log"))

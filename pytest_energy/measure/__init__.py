@@ -2,7 +2,8 @@
 
 :class:`Measurer` (``driver``) runs the code under a plan: plain windows
 (``windows``) or, for coarse stepped counters, phase-aligned windows (``aligned``,
-with the phase-set arithmetic in ``antialias``, ``schedule`` and ``grid``). Every
+with block placement in ``blocks``, the sampling arithmetic and accuracy check in
+``sampling``, and the counter's steps in ``tracker`` and ``grid``). Every
 plan adds trials to an :class:`EnergyResult` (``results``), whose statistics come
 from the plan's strategy (``statistics``).
 """

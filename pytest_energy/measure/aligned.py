@@ -128,6 +128,8 @@ class AlignedWindows:
         calibration = list(units.latencies)
         units.latencies.clear()
         tracker = StepTracker.start(reader, grid)
+        if not reader.period_checked and not tracker.refresh(force=True):
+            return None  # a second step, some periods later, corrects the period
         run = self._start(tracker, calibration, begin, result)
         units.group = run.shape.group
         while self._more(run, result):

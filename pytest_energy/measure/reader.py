@@ -21,6 +21,7 @@ from pytest_energy.meters.guard import guard_for
 
 # Counter step period of each meter, timed once per session (meters live for the session).
 _STEP_PERIOD: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_PERIOD_CHECKED: weakref.WeakSet[Any] = weakref.WeakSet()
 PERIOD_INTERVALS = 10
 READ_HISTORY = 16
 STEPPED_PERIOD_S = 0.005  # coarser counters may not move between two reads
@@ -237,6 +238,16 @@ class MeterReader:
         """Replace the session's period estimate (refitted from a test's own steps)."""
         with contextlib.suppress(TypeError):
             _STEP_PERIOD[self.meter] = period_s
+            _PERIOD_CHECKED.add(self.meter)
+
+    @property
+    def period_checked(self) -> bool:
+        """Whether a test has refitted the session's period from its own steps (the
+        first estimate, timed by polling, may be off under CPU contention)."""
+        try:
+            return self.meter in _PERIOD_CHECKED
+        except TypeError:
+            return False
 
     def step_period(self) -> float | None:
         """The counter's real step period, timed over ``PERIOD_INTERVALS`` steps once per

@@ -38,7 +38,7 @@ _STOP_TIMEOUT_S = 2.0
 # GPUs whose power sensor is published to average 25 ms of every 100 ms (Yang, Adamek,
 # Armour, SC'24, arXiv 2312.02741: A100 and H100). Hopper parts share the H100's
 # sensor design; the measuring plan uses the window to sample every part of a call
-# (pytest_energy.measure.antialias). Unlisted GPUs get None: the plan then assumes the worst.
+# (pytest_energy.measure.sampling). Unlisted GPUs get None: the plan then assumes the worst.
 PART_TIME_SENSOR = re.compile(r"\b(A100|A800|H100|H200|H800|H20|GH200)\b", re.IGNORECASE)
 PART_TIME_SENSOR_WINDOW_S = 0.025
 
@@ -89,7 +89,7 @@ class NvmlMeter:
     @property
     def stepped_counter(self) -> bool:
         """The energy counter steps at a coarse period fed by a part-time sensor: the
-        measuring code then aligns windows to its steps (pytest_energy.measure.antialias). A
+        measuring code then aligns windows to its steps (pytest_energy.measure.aligned). A
         sampled meter integrates fresh samples at every read and has no steps."""
         return not self.sampled
 
