@@ -108,6 +108,16 @@ class Spread:
 
 
 @dataclass(frozen=True)
+class AccuracyRecord:
+    """How sure the energy estimate is: ``relative``, the half-width of its ~95%
+    interval as a share of the estimate (``None``: not checked), and its ``basis``."""
+
+    checked: bool
+    relative: float | None = None
+    basis: str = ""
+
+
+@dataclass(frozen=True)
 class LatencyStats:
     """Per-call latency in milliseconds."""
 
@@ -174,6 +184,7 @@ def _nested(kind: type[Any], data: Mapping[str, Any]) -> Any:
 
 _NESTED: dict[str, type[Any]] = {
     "budget": Budget, "budget_use": BudgetUse, "joules_spread": Spread,
+    "accuracy": AccuracyRecord,
     "latency_ms": LatencyStats, "warmup_settle": Settle,
 }
 _ENUMS: dict[str, type[enum.Enum]] = {
@@ -200,6 +211,7 @@ class Entry:
     # other processes' CPU use while measuring (measure.busy: foreign_cpus, busy, ...)
     machine_load: Mapping[str, Any] | None = None
     joules_spread: Spread | None = None
+    accuracy: AccuracyRecord | None = None
     watts: float | None = None
     power_limit_w: Mapping[str, float | None] | None = None  # per domain, when known
     latency_ms: LatencyStats | None = None

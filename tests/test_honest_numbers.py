@@ -259,3 +259,24 @@ def test_the_idle_baseline_is_measured_again_when_it_drifts() -> None:
     assert drift == pytest.approx(device.idle_w() / first.idle_watts["gpu:0"] - 1, abs=0.03)
     assert drift > 0.1
     assert any(w.startswith("idle power drifted +") for w in later.warnings)
+
+
+def test_the_json_report_carries_each_results_accuracy(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules=10.0)
+        def test_measured():
+            sum(range(2000))
+        """
+    )
+    result = pytester.runpytest_inprocess("--energy-meter=estimate", "--energy-json=r.json",
+                                          "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    import json
+
+    entry = json.loads((pytester.path / "r.json").read_text())["tests"][0]
+    accuracy = entry["accuracy"]
+    assert set(accuracy) == {"checked", "relative", "basis"}
+    assert accuracy["checked"] is True and accuracy["relative"] >= 0
