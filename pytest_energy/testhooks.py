@@ -166,7 +166,31 @@ def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
     return Measurer(choice.meter, device=device, meter_note=choice.note,
                     read_timeout_s=session.config.read_timeout, sync=state.config.sync,
                     idle_baseline=session.config.idle_baseline,
-                    settle_max_s=session.config.warmup_settle)
+                    settle_max_s=session.config.warmup_settle,
+                    progress=progress_line(session, state.config.nodeid))
+
+
+PROGRESS_AFTER_S = 2.0
+"""A test measuring longer than this shows a progress line, so a long run does not look
+hung."""
+
+
+def progress_line(session: EnergySession, nodeid: str) -> Callable[[float], None] | None:
+    """A callback printing ``measuring <test>: N s`` on the terminal once a test has
+    measured for :data:`PROGRESS_AFTER_S`, then every few seconds (``None`` without a
+    terminal, e.g. on an xdist worker)."""
+    config = session.pytest_config
+    terminal = None if config is None else config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None or session.is_worker:
+        return None
+    shown = [PROGRESS_AFTER_S]
+
+    def show(seconds: float) -> None:
+        if seconds >= shown[0]:
+            terminal.write_line(f"energy: measuring {nodeid}: {seconds:.0f} s so far "
+                                "(the details say why it takes this long)")
+            shown[0] = seconds + 2 * PROGRESS_AFTER_S
+    return show
 
 
 def make_fixture(state: ItemState, session: EnergySession) -> EnergyFixture:

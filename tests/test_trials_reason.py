@@ -126,11 +126,25 @@ def test_a_bert_sized_call_gets_one_trial_one_warmup_and_a_warning() -> None:
     assert reason in data["warnings"]  # type: ignore[operator]
 
 
-@pytest.mark.parametrize(("call_s", "trials"), [(0.2505, 3), (0.5005, 1)])
+@pytest.mark.parametrize(("call_s", "trials"), [(0.2505, 3), (0.5005, 3)])
 def test_the_driver_gives_what_the_decision_says(call_s: float, trials: int) -> None:
     _, data = _run(call_s)
     assert len(data["trials"]) == trials  # type: ignore[arg-type]
     assert str(data["trials_reason"]).startswith(f"{trials} of 5 trials:")
+
+
+def test_model_sized_calls_stretch_the_default_max_time_within_its_cap() -> None:
+    """A 500 ms call got 1 trial with default options: no spread, no warning worth the
+    name. The default max_time now stretches (at most 3x) to give it 3, and says so;
+    a call too long for even that keeps the plain reason."""
+    _, data = _run(0.5005)
+    reason = str(data["trials_reason"])
+    assert "1 s default max_time stretched to 1.65 s for at least 3 trials" in reason
+    assert sum(t["window_s"] for t in data["trials"]) <= 3.0  # type: ignore[union-attr]
+    _, bert = _run(2.65)
+    assert "stretched" not in str(bert["trials_reason"])
+    _, explicit = _run(0.5005, max_time_s=1.0)
+    assert len(explicit["trials"]) == 1  # type: ignore[arg-type]
 
 
 def test_fast_calls_and_explicit_rounds_are_no_warning() -> None:
@@ -233,3 +247,20 @@ def test_with_blocks_give_one_trial_each() -> None:
             meter.call()
     assert result.trials_reason == "3 trials: one per energy.measure() block"
     assert result.trials_reason not in result.warnings
+
+
+@pytest.mark.slow  # wall-clock: a test that measures for a few seconds
+def test_a_long_measurement_shows_progress_on_the_terminal(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.energy_budget(joules=1e6)
+        def test_long():
+            time.sleep(0.6)
+        """
+    )
+    result = pytester.runpytest_inprocess("--energy-meter=estimate", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["energy: measuring *::test_long: * s so far*"])

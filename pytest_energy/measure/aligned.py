@@ -59,6 +59,7 @@ HARD_CAP_S = 8.0
 """A default max_time stretches to this many times itself (at most HARD_CAP_S) to get
 two whole phase sets."""
 MAX_BLOCKS = 256
+MIN_SETS = 2
 AMBIGUOUS_RETRIES = 4
 IRREGULAR_STEPS = 5
 UNKNOWN_WINDOW_SPLIT = 4  # sets are sized as if an unknown window were 1/4 of the period
@@ -231,10 +232,17 @@ class AlignedWindows:
             return True
         if not self.cover:
             return False
-        if not run.between_sets or whole_sets(blocks) < 2:
-            return True  # finish the set (its blocks count only when whole), get two
+        if not run.between_sets or whole_sets(blocks) < self._sets_needed(run):
+            return True  # finish the set (its blocks count only when whole), get enough
         accuracy = result.accuracy
         return accuracy is not None and accuracy.doubtful
+
+    @staticmethod
+    def _sets_needed(run: _Run) -> int:
+        """Independent estimates before the error bar is trusted: two whole sets, or
+        three single-block sets (one block's samples may land where another's did, and
+        two equal values would claim a precision they do not have)."""
+        return MIN_SETS + (1 if run.shape.set_size == 1 else 0)
 
     @staticmethod
     def _at_limit(run: _Run, blocks: int, now: float) -> bool:

@@ -76,7 +76,8 @@ class Measurer:
                  sync: Callable[[], Any] | None = None, idle_baseline: bool = False,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None, settle_max_s: float = 0.0,
-                 cpu_probe: Callable[[], CpuSample | None] = cpu_sample) -> None:
+                 cpu_probe: Callable[[], CpuSample | None] = cpu_sample,
+                 progress: Callable[[float], None] | None = None) -> None:
         self.meter = meter
         self._caps = capabilities(meter)
         self.device = device
@@ -84,6 +85,7 @@ class Measurer:
         self._reader = MeterReader(meter, read_timeout_s=read_timeout_s, clock=clock,
                                    sync=combined_sync(self._caps.sync, sync),
                                    max_watts=self._caps.max_plausible_watts)
+        self._reader.progress = progress  # told the seconds measured, between windows
         self._lock_keys = lock_keys(meter, device) if isolate else []
         self._idle_baseline = idle_baseline and not meter.estimated
         # warm-up until power stops rising: hardware meters only (a model has no ramp)
@@ -140,6 +142,7 @@ class Measurer:
         if max_time_s is None:
             max_time_s = default_max_time(self.meter.update_period_s)
         with self._isolated(result):
+            self._reader.began_s = self._reader.seconds()
             self._prepare(result)
             value = self._warm_up(fn, warmup, result)
             if rounds is None and self._settle_max_s > 0:

@@ -89,6 +89,8 @@ class MeterReader:
         self._max_watts = max_watts
         self._read_times: collections.deque[float] = collections.deque(maxlen=READ_HISTORY)
         self._rates: dict[str, float] | None = None
+        self.progress: Callable[[float], None] | None = None  # seconds since measuring began
+        self.began_s = 0.0
 
     @property
     def update_period_s(self) -> float:
@@ -133,6 +135,8 @@ class MeterReader:
         values = self.read()
         reading = Reading(before, values, self.seconds())
         self._read_times.append(reading.took_s)
+        if self.progress is not None:  # between windows: a long measurement shows life
+            self.progress(reading.after_s - self.began_s)
         return reading
 
     @property

@@ -28,6 +28,11 @@ DEFAULT_MAX_TIME_S = 1.0
 STEPPED_MAX_TIME_S = 2.0
 COARSE_WARNING = "coarse windows:"
 COARSE_FRACTION = 0.5  # warn when a window is shorter than this share of the minimum
+MIN_DEFAULT_TRIALS = 3
+STRETCH_FACTOR = 3.0
+"""With the default max_time, windows of long calls may take up to this many times it,
+for MIN_DEFAULT_TRIALS trials (a spread needs several; one 500 ms call per second gave
+one)."""
 READ_LATENCY_FACTOR = 50
 """Auto windows last at least this many meter reads, so read timing stays negligible."""
 SLOW_READ_WARNING = "slow meter reads:"
@@ -200,6 +205,14 @@ def auto_trials(first_window_s: float, first_calls: int, *, trials: int, max_tim
                       cut_by_time=True)
 
 
+def stretched(count: TrialCount, default_s: float, budget_s: float) -> TrialCount:
+    """The trial count of a default max_time stretched for long calls, saying so."""
+    note = (f" (the {seconds_text(default_s)} default max_time stretched to "
+            f"{seconds_text(budget_s)} for at least {MIN_DEFAULT_TRIALS} trials of "
+            f"model-sized calls; at most {STRETCH_FACTOR:g}x; set max_time to choose)")
+    return TrialCount(count.got, count.asked, count.reason + note, count.cut_by_time)
+
+
 def record_trials(result: EnergyResult, count: TrialCount) -> None:
     """Keep the reason on the result; a cut by the measuring time is also a warning."""
     result.trials_reason = count.reason
@@ -319,6 +332,11 @@ class AutoWindows:
         add_window(result, first, self.reader)
         count = auto_trials(first.window_s, first.calls, trials=self.trials,
                             max_time_s=self.max_time_s, default_max_time=self.max_time_default)
+        budget = self._budget(first.window_s)
+        longer = auto_trials(first.window_s, first.calls, trials=self.trials,
+                             max_time_s=budget)
+        if longer.got > count.got:  # stretch only where it buys trials
+            count = stretched(longer, self.max_time_s, budget)
         for _ in range(count.got - 1):
             # the calibrated calls, and never shorter than the minimum: a calibrating
             # window that preemption slowed must not make the others short
@@ -326,6 +344,15 @@ class AutoWindows:
             add_window(result, trial, self.reader)
         record_trials(result, count)
         return Measured(value)
+
+    def _budget(self, first_window_s: float) -> float:
+        """The measuring time: ``max_time``, or, when it is the default and model-sized
+        calls would get fewer than :data:`MIN_DEFAULT_TRIALS` windows, enough for them,
+        up to :data:`STRETCH_FACTOR` times the default (a documented cap)."""
+        needed = MIN_DEFAULT_TRIALS * first_window_s * MAX_TIME_MARGIN
+        if not self.max_time_default or needed <= self.max_time_s:
+            return self.max_time_s
+        return min(needed, STRETCH_FACTOR * self.max_time_s)
 
     def _read_latency(self) -> float:
         """How long one meter read typically takes here (two more reads timed)."""
