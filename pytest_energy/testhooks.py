@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import textwrap
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,7 +73,10 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
             device = marker.kwargs.get("device") if marker is not None else None
             devices.add(device if isinstance(device, str) else
                         session.config.per_test_defaults["device"].value)
-    return [_device_line(device, meter_pool(session)) for device in sorted(devices)]
+    width = config.get_terminal_writer().fullwidth
+    return [part for device in sorted(devices)
+            for part in textwrap.wrap(_device_line(device, meter_pool(session)), width,
+                                      subsequent_indent="    ", break_on_hyphens=False)]
 
 
 def _device_line(device: str, pool: MeterPool) -> str:

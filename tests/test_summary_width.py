@@ -188,3 +188,23 @@ def test_the_examples_fit_80_columns() -> None:
         timeout=300, check=False)
     lines = energy_lines(done.stdout)
     assert [line for line in lines if len(line) > 80] == []
+
+
+def test_the_meter_header_wraps_to_the_terminal(pytester: pytest.Pytester,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session header named the meter and why on one line of up to 282 characters."""
+    monkeypatch.setenv("COLUMNS", "80")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.energy_budget(joules=10.0)
+        def test_one():
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess("--energy-meter=auto", "-p", "no:randomly")
+    header = result.stdout.lines[:result.stdout.lines.index(
+        next(line for line in result.stdout.lines if line.startswith("test_")))]
+    energy = [line for line in header if line.startswith(("energy:", "    "))]
+    assert energy and all(len(line) <= 80 for line in energy), energy
