@@ -169,7 +169,7 @@ class AlignedWindows:
         shape = self._shape(period, unit, group, seconds, cap - (self.reader.seconds() - begin))
         result.plan, result.step_period_s = Plan.PHASE_ALIGNED, period
         result.sensor_window_s = self.sensor_window_s
-        result.sampling_residual = 2 * shape.residual  # contrast up to 3x
+        result.sampling_residual = shape.residual
         domains = self.reader.meter.domains()
         if len(domains) > 1:
             result.warnings.append(
