@@ -242,7 +242,7 @@ class AlignedWindows:
         """Independent estimates before the error bar is trusted: two whole sets, or
         three single-block sets (one block's samples may land where another's did, and
         two equal values would claim a precision they do not have)."""
-        return MIN_SETS + (1 if run.shape.set_size == 1 else 0)
+        return MIN_SETS + (2 if run.shape.set_size == 1 else 0)
 
     @staticmethod
     def _at_limit(run: _Run, blocks: int, now: float) -> bool:

@@ -53,7 +53,7 @@ LATTICE_COVERAGE_TOLERANCE = 0.2
 """Long-unit sets: the random first sample makes any set unbiased; a set only needs to
 cover the spacing roughly evenly to keep the spread small."""
 MAX_LATTICE_UNITS = 40
-TWO_SET_FACTOR = 4.0
+TWO_SET_FACTOR = 6.3
 ACCURACY_LIMIT = 0.035
 """A result whose 95% uncertainty is wider than this (relative) is flagged."""
 
@@ -218,7 +218,7 @@ def accuracy_from_sets(values: Sequence[float], extra: float = 0.0) -> float | N
     """The ~95% half-width (relative) of the mean of independent estimates ``values``
     (whole phase sets), combined with a systematic share ``extra``; ``None`` for fewer
     than two. Two sets give one degree of freedom, whose 95% t-factor (12.7) would flag
-    nearly every result: they get :data:`TWO_SET_FACTOR` instead (about 85%)."""
+    nearly every result: they get :data:`TWO_SET_FACTOR` instead (the 90% factor)."""
     if len(values) < 2:
         return None
     mean = statistics.fmean(values)
