@@ -240,7 +240,7 @@ class AlignedWindows:
     @staticmethod
     def _sets_needed(run: _Run) -> int:
         """Independent estimates before the error bar is trusted: two whole sets, or
-        three single-block sets (one block's samples may land where another's did, and
+        four single-block sets (one block's samples may land where another's did, and
         two equal values would claim a precision they do not have)."""
         return MIN_SETS + (2 if run.shape.set_size == 1 else 0)
 
