@@ -27,7 +27,6 @@ from pytest_energy.measure.driver import Measurer
 from pytest_energy.meters.base import MeterError
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S
 from pytest_energy.meters.loader import MeterPool
-from pytest_energy.meters.locks import register_process, unregister_process
 
 if TYPE_CHECKING:  # the settings are read, never imported at run time
     from pytest_energy.options import SessionConfig
@@ -62,11 +61,8 @@ class PoolOwner(Protocol):
 
 def session_pool(session: PoolOwner) -> MeterPool:
     """The session's meters, created on first use: by the first measured test, or by
-    the reference workload on a process that measured nothing (the xdist controller).
-    The process announces itself as a measurer until its meters are closed."""
+    the reference workload on a process that measured nothing (the xdist controller)."""
     if session.pool is None:
-        register_process()
-        session.cleanups.append(unregister_process)
         config = session.config
         session.pool = MeterPool(config.meter, watts_per_core=config.estimate_watts_per_core,
                                  require_hardware=config.require_hardware)

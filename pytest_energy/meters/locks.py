@@ -131,14 +131,6 @@ def lock_keys(meter: object, device: str) -> list[str]:
     return [f"{getattr(meter, 'name', 'meter')}-{device}"]
 
 
-def register_process() -> None:
-    """Nothing to do: this session's processes are found from the process tree
-    (:func:`idle_session_peers`). Kept for callers of the earlier peer registry."""
-
-
-def unregister_process() -> None:
-    """Nothing to do (see :func:`register_process`)."""
-
 
 @dataclass
 class LockInfo:
