@@ -340,6 +340,7 @@ def test_json_report_write_failure_is_reported_not_raised(meters: pytest.Pyteste
     assert (meters.path / "blocker").read_text() == "a file where a directory should be"
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_plugin_can_be_disabled(meters: pytest.Pytester) -> None:
     meters.makepyfile(
         """

@@ -217,6 +217,7 @@ def _a_line(result: pytest.RunResult) -> str:
     return line
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_suggestions_learn_from_passing_runs_only(run: Any, pytester: pytest.Pytester) -> None:
     for _ in range(3):  # the gate needs 3 baseline runs before it fails anything
         assert run(STEADY, "--energy-save=main").ret == 0  # passed
