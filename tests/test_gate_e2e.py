@@ -147,6 +147,7 @@ def test_save_creates_history_then_compare_passes(suite: Suite) -> None:
     ])
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_regression_fails_the_session_naming_the_test(suite: Suite) -> None:
     suite.baseline()
     result = suite.run(A_PLUS_20, "--energy-compare=main")
@@ -183,6 +184,7 @@ def test_large_change_without_significance_does_not_fail(suite: Suite) -> None:
     ])
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_absolute_threshold_and_report_only(suite: Suite) -> None:
     suite.baseline()
     below = suite.run(A_PLUS_20, "--energy-compare", "--energy-compare-fail=joules:+0.5mJ")
@@ -242,6 +244,7 @@ def test_baseline_from_other_hardware_is_refused_saying_what_differs(suite: Suit
     assert strict.ret == 3
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_hostname_and_python_do_not_block_a_comparison(suite: Suite) -> None:
     suite.baseline()
     with sqlite3.connect(suite.db) as connection:
@@ -302,6 +305,7 @@ def test_autosave_compares_with_the_previous_runs(suite: Suite) -> None:
                                  "*saved run #4 (2 tests*"])
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_markdown_report_and_github_step_summary(suite: Suite,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     suite.baseline()
@@ -323,6 +327,7 @@ def test_markdown_report_and_github_step_summary(suite: Suite,
                                  "energy markdown appended to $GITHUB_STEP_SUMMARY"])
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_json_report_carries_the_compare_results(suite: Suite) -> None:
     suite.baseline()
     suite.run(A_PLUS_20, "--energy-compare", "--energy-json=report.json")
@@ -350,6 +355,7 @@ def test_junitxml_has_energy_properties_for_every_measured_test(suite: Suite) ->
     assert len(list(tree.iter("testcase"))) == 2
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_junitxml_suite_properties_carry_the_compare_verdict(suite: Suite) -> None:
     suite.baseline(STEADY, "--junitxml=base.xml")
     base = ET.parse(suite.path / "base.xml")
@@ -495,6 +501,7 @@ def test_errored_measured_test_prevents_saving(suite: Suite) -> None:
     assert not suite.db.exists()
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_stopped_early_is_not_saved_but_a_failed_run_is_saved_as_failed(suite: Suite) -> None:
     suite.pytester.makepyfile(test_zz=FAILING)
     stopped = suite.run(STEADY, "--energy-autosave", "-x")
@@ -632,6 +639,7 @@ MORE_TESTS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # several pytest runs: run with -m slow
 def test_a_whole_suite_regression_fails_as_the_run_s_common_shift(suite: Suite) -> None:
     suite.pytester.makepyfile(test_more=MORE_TESTS)
     suite.baseline("*=1,1.01,0.99,1,1", "--energy-json=base.json")
