@@ -45,3 +45,11 @@ def test_python_dash_m_prints_the_version() -> None:
     done = subprocess.run([sys.executable, "-m", "pytest_energy", "--version"],
                           capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0 and done.stdout == f"pytest-energy {__version__}\n"
+
+
+def test_the_command_help_lists_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version worked only as the first argument and --help did not list it."""
+    assert main(["--help"]) == 0
+    assert "--version" in capsys.readouterr().out
+    assert main(["--storage", "x", "--version"]) == 0
+    assert f"pytest-energy {__version__}" in capsys.readouterr().out

@@ -42,6 +42,7 @@ from pytest_energy.cli.base import (
     CliError,
     clean,
     sparkline,
+    version_text,
 )
 from pytest_energy.cli.commands import Cli
 from pytest_energy.cli.locate import find_inifile, find_storage
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                "regression (compare), 2 usage, 3 cannot (no history, no such run, ...).")
     add_cli_argument(parser, SETTINGS_BY_NAME["storage"], CLI_MIRRORS["storage"][1],
                      note=STORAGE_NOTE)
+    parser.add_argument("-V", "--version", action="version", version=version_text(),
+                        help="print the plugin's version and exit")
     _add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     return parser
 
