@@ -256,11 +256,29 @@ def test_a_long_measurement_shows_progress_on_the_terminal(pytester: pytest.Pyte
         import time
         import pytest
 
-        @pytest.mark.energy_budget(joules=1e6)
+        @pytest.mark.energy_budget(joules=1e6, rounds=4, trials=4)
         def test_long():
-            time.sleep(0.6)
+            time.sleep(0.7)
         """
     )
     result = pytester.runpytest_inprocess("--energy-meter=estimate", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["energy: measuring *::test_long: * s so far*"])
+
+
+def test_progress_is_never_reported_inside_a_window() -> None:
+    """The progress line was printed from inside a measured block (its terminal write
+    counted as the block's energy) and timed from the wrong start (16494 s so far)."""
+    meter = SlowCallMeter(1.0)
+    meter.now_ns = 10**13  # a clock far from zero: a missing start shows as hours
+    seen: list[tuple[float, int]] = []
+    measurer = Measurer(meter, device="cpu", clock=lambda: meter.now_ns, isolate=False,
+                        read_timeout_s=0,
+                        progress=lambda seconds: seen.append((seconds, meter.calls)))
+    measurer.run(meter.call, warmup=1, rounds=4, trials=4, max_time_s=None)
+    # once before each window, from the start of the measurement
+    assert [round(s) for s, _ in seen] == [1, 2, 3, 4]
+    result = measurer.new_result()
+    with measurer.block(result):
+        meter.call()
+    assert len(seen) == 4  # a block is one window: nothing reported inside it

@@ -134,6 +134,7 @@ class AlignedWindows:
         run = self._start(tracker, calibration, begin, result)
         units.group = run.shape.group
         while self._more(run, result):
+            reader.tick()
             result.lead_in_calls += units.align()
             if run.between_sets:
                 self._reshape(run, result, calibration_s(calibration), begin)

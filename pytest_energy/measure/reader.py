@@ -135,9 +135,13 @@ class MeterReader:
         values = self.read()
         reading = Reading(before, values, self.seconds())
         self._read_times.append(reading.took_s)
-        if self.progress is not None:  # between windows: a long measurement shows life
-            self.progress(reading.after_s - self.began_s)
         return reading
+
+    def tick(self) -> None:
+        """Between windows (never inside one): tell the progress callback how long the
+        measurement has run, so a long one shows life on the terminal."""
+        if self.progress is not None:
+            self.progress(self.seconds() - self.began_s)
 
     @property
     def typical_read_s(self) -> float:

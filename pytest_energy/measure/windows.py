@@ -303,6 +303,7 @@ class FixedWindows:
     def measure(self, fn: Callable[[], Any], result: EnergyResult) -> Measured:
         value: Any = None
         for calls in self.plan.calls_per_trial:
+            self.reader.tick()
             value, trial = run_window(fn, calls, self.reader)
             add_window(result, trial, self.reader)
         asked = len(self.plan.calls_per_trial) if self.trials is None else self.trials
@@ -340,6 +341,7 @@ class AutoWindows:
         for _ in range(count.got - 1):
             # the calibrated calls, and never shorter than the minimum: a calibrating
             # window that preemption slowed must not make the others short
+            self.reader.tick()
             value, trial = run_window(fn, first.calls, self.reader, min_duration_s=target)
             add_window(result, trial, self.reader)
         record_trials(result, count)
