@@ -73,7 +73,8 @@ def test_every_summary_line_fits_80_columns(suite: pytest.Pytester) -> None:
     text = "\n".join(lines)
     # the function name and the parameter id survive the shortening
     for batch in (1, 8, 32):
-        assert f"\u2026{FUNCTION}[batch{batch}-bf16-seq128]" in text
+        # (how much of the path is kept depends on the columns that fit: values vary)
+        assert f"{FUNCTION}[batch{batch}-bf16-seq128]" in text
     assert "energy right-sizing" in text and "energy hints" in text  # those fit too
     table = lines[lines.index(next(x for x in lines if x.startswith("test "))):]
     header = table[0].split()
@@ -83,7 +84,8 @@ def test_every_summary_line_fits_80_columns(suite: pytest.Pytester) -> None:
     assert "every energy above is estimated, not measured" in text
     assert "over (xfail)" in text
     # what did not fit is named above the table
-    assert lines[lines.index(table[0]) - 2].startswith("left out to fit 80 columns: budget, ")
+    above = lines[:lines.index(table[0])]
+    assert any(line.startswith("left out to fit 80 columns: budget, ") for line in above)
 
 
 def test_wider_terminals_get_more_columns(suite: pytest.Pytester,
