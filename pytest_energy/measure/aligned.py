@@ -33,7 +33,6 @@ from pytest_energy.measure.blocks import (
     calibration_s,
     place_block,
     unit_seconds,
-    whole_sets,
 )
 from pytest_energy.measure.reader import MeterReader, Reading
 from pytest_energy.measure.results import EnergyResult, Measured, Trial
@@ -44,6 +43,7 @@ from pytest_energy.measure.sampling import (
     set_phases,
     set_size,
 )
+from pytest_energy.measure.statistics import whole_set_groups
 from pytest_energy.measure.tracker import StepTracker
 from pytest_energy.measure.windows import TrialCount, budget_text, plural, record_trials
 
@@ -233,7 +233,7 @@ class AlignedWindows:
             return True
         if not self.cover:
             return False
-        if not run.between_sets or whole_sets(blocks) < self._sets_needed(run):
+        if not run.between_sets or len(whole_set_groups(blocks)) < self._sets_needed(run):
             return True  # finish the set (its blocks count only when whole), get enough
         accuracy = result.accuracy
         return accuracy is not None and accuracy.doubtful
@@ -316,7 +316,7 @@ class AlignedWindows:
         result.invalid_reason = result.invalid_reason or self._invalid(run, blocks)
         if not any(t.counted_steps for t in blocks):
             return
-        whole = whole_sets(blocks)
+        whole = len(whole_set_groups(blocks))
         record_trials(result, TrialCount(len(blocks), len(blocks) if self.trials is None
                                          else self.trials,
                                          self._reason(run, len(blocks), whole, spent)))

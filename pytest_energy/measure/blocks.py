@@ -15,7 +15,6 @@ from typing import Any
 
 from pytest_energy.measure.grid import StepGrid
 from pytest_energy.measure.reader import MeterReader
-from pytest_energy.measure.results import Trial
 
 DEGENERATE_MARGIN = 1.2
 """Guards between a unit boundary and a step when units are whole periods long."""
@@ -120,18 +119,6 @@ def unit_seconds(durations: list[float], group: int) -> float:
 
 def calibration_s(latencies_ns: list[int]) -> list[float]:
     return [ns / 1e9 for ns in latencies_ns]
-
-
-def whole_sets(blocks: list[Trial]) -> int:
-    """How many phase sets have all their blocks among ``blocks``."""
-    counts: dict[int, int] = {}
-    sizes: dict[int, int] = {}
-    for trial in blocks:
-        assert trial.phase_set is not None
-        index, size = trial.phase_set
-        counts[index] = counts.get(index, 0) + 1
-        sizes[index] = size
-    return sum(1 for index, count in counts.items() if count >= sizes[index])
 
 
 def earliest(low: float, high: float, anchor: float, modulus: float) -> float | None:

@@ -124,6 +124,14 @@ class _Poller:
                 return best
 
 
+def precise_step(read: Callable[[], float], clock: Callable[[], float], *,
+                 timeout_s: float, max_resolution_s: float | None) -> Step | None:
+    """The first counter step seen within ``max_resolution_s`` (a step seen across a
+    slow read is passed over for the next), within ``timeout_s``; if every read was
+    slow, the most precise step seen; ``None`` when the counter did not step."""
+    return _Poller(read, clock, timeout_s, max_resolution_s).precise_step()
+
+
 def measure_grid(read: Callable[[], float], clock: Callable[[], float], *,
                  period_s: float | None = None, intervals: int = 1,
                  timeout_s: float | None = None,

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from pytest_energy.measure.grid import Step, StepGrid, measure_grid, wait_for_step
+from pytest_energy.measure.grid import Step, StepGrid, measure_grid, precise_step
 from pytest_energy.meters.base import Meter, MeterError
 from pytest_energy.meters.guard import guard_for
 
@@ -224,23 +224,10 @@ class MeterReader:
                             timeout_s=3 * period, max_resolution_s=step_resolution(period))
 
     def poll_step(self, period_s: float) -> Step | None:
-        """Poll until a step is seen precisely: a step seen across a slow read is
-        passed over for the next one (up to three periods), else the most precise one
-        seen is returned; ``None`` when the counter does not step."""
-        read = self._first_domain()
-        deadline = self.seconds() + 3 * period_s
-        limit = step_resolution(period_s)
-        best: Step | None = None
-        while self.seconds() < deadline:
-            step = wait_for_step(read, self.seconds,
-                                 timeout_s=max(0.0, deadline - self.seconds()))
-            if step is None:
-                break
-            if step.resolution_s <= limit:
-                return step
-            if best is None or step.resolution_s < best.resolution_s:
-                best = step
-        return best
+        """A fresh step seen precisely (see :func:`~pytest_energy.measure.grid.precise_step`),
+        within three periods; ``None`` when the counter does not step."""
+        return precise_step(self._first_domain(), self.seconds, timeout_s=3 * period_s,
+                            max_resolution_s=step_resolution(period_s))
 
     def remember_period(self, period_s: float) -> None:
         """Replace the session's period estimate (refitted from a test's own steps)."""

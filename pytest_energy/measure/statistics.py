@@ -130,6 +130,17 @@ class WindowStatistics:
         return statistics.median(per_item)
 
 
+def whole_set_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
+    """The blocks of each phase set all of whose blocks are among ``trials``."""
+    groups: dict[int, list[Trial]] = {}
+    sizes: dict[int, int] = {}
+    for trial in trials:
+        if trial.phase_set is not None:
+            groups.setdefault(trial.phase_set[0], []).append(trial)
+            sizes[trial.phase_set[0]] = trial.phase_set[1]
+    return [group for index, group in groups.items() if len(group) >= sizes[index]]
+
+
 class AlignedStatistics:
     """Phase-aligned blocks, pooled: the calls' mean power over every counted step
     (each sensor sample weighs the same) times the mean call duration. Every block's
@@ -146,14 +157,7 @@ class AlignedStatistics:
 
     @staticmethod
     def _sets(trials: Sequence[Trial]) -> list[list[Trial]]:
-        """The blocks of each whole phase set."""
-        groups: dict[int, list[Trial]] = {}
-        sizes: dict[int, int] = {}
-        for trial in trials:
-            if trial.phase_set is not None:
-                groups.setdefault(trial.phase_set[0], []).append(trial)
-                sizes[trial.phase_set[0]] = trial.phase_set[1]
-        return [group for index, group in groups.items() if len(group) >= sizes[index]]
+        return whole_set_groups(trials)
 
     @staticmethod
     def _pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
