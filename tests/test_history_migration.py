@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +17,10 @@ from pytest_energy.history import storage as st
 from pytest_energy.history.runs import NewRun
 from pytest_energy.history.storage import open_storage
 
-# Schema 2 as pytest-energy wrote it, verbatim: made here without the current code, so
-# the test cannot drift with it.
-SCHEMA_2 = """
-CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, created TEXT NOT NULL,
-    commit_sha TEXT, dirty INTEGER, branch TEXT, fingerprint TEXT NOT NULL,
-    machine TEXT NOT NULL, meter TEXT NOT NULL, plugin_version TEXT, tests INTEGER NOT NULL,
-    status TEXT);
-CREATE INDEX runs_by_fingerprint ON runs (fingerprint, id);
-CREATE INDEX runs_by_name ON runs (name, id);
-CREATE TABLE results (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    nodeid TEXT NOT NULL, outcome TEXT, meter_identity TEXT, joules_per_call REAL,
-    joules_per_item REAL, latency_ms REAL, budget_joules REAL, budget_latency_ms REAL,
-    entry TEXT NOT NULL, PRIMARY KEY (run_id, nodeid));
-CREATE INDEX results_by_nodeid ON results (nodeid, run_id);
-PRAGMA user_version = 2;
-"""
+# Schema 2 as pytest-energy wrote it, verbatim, kept once in the size bench (written
+# without the current code, so the test cannot drift with it)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from history_size import SCHEMA_2
 
 
 def stored(nodeid: str, joules: float, **extra: Any) -> dict[str, Any]:
