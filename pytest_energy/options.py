@@ -23,6 +23,7 @@ import pytest
 
 from pytest_energy import parsers  # the value parsers of the rows: parsers.parse_*
 from pytest_energy.errors import EnergyConfigError
+from pytest_energy.history.location import StorageLocation, is_postgres_url, storage_location
 from pytest_energy.parsers import PRINT_ONLY, RATING_RULE_AUTO, Parser
 from pytest_energy.report.columns import parse_columns
 
@@ -100,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
        "estimate, an entry point of group pytest_energy.meters, or package.module:attr"),
     _S(SESSION, "json", parsers.parse_path, None,
        "write a JSON report of every measured test to this path (atomically)"),
+    _S(SESSION, "html", parsers.parse_path, None,
+       "write a self-contained HTML report (sortable summary, right-sizing charts, trends "
+       "from the history, the gate's verdict; loads nothing from the network) to this "
+       "path (atomically)"),
     _S(SESSION, "summary", parsers.parse_bool, True,
        "hide the energy summary table (reports are still written); env/ini: false hides "
        "it, true (default) shows it", flag=True, cli="--energy-no-summary"),
@@ -156,9 +161,11 @@ SETTINGS: tuple[Setting, ...] = (
        "true (default) shows them", flag=True, cli="--energy-no-hints"),
     # ----- regression gate -----------------------------------------------------------------------
     _S(GATE, "storage", parsers.parse_path, ".energy",
-       "directory of the results history (an SQLite file; gets its own .gitignore). "
-       "Relative paths: from the current directory on the command line and in the "
-       "environment, from the rootdir in ini files (default .energy)", metavar="DIR"),
+       "directory of the results history (an SQLite file; gets its own .gitignore), or a "
+       "PostgreSQL URL postgresql://USER@HOST:PORT/DB shared by a team (password from "
+       "PGPASSWORD or ~/.pgpass; see docs/postgres.md). Relative paths: from the current "
+       "directory on the command line and in the environment, from the rootdir in ini "
+       "files (default .energy)", metavar="LOCATION"),
     _S(GATE, "save", parsers.parse_save, None,
        "store this run in the history under NAME (letters, digits, '.', '_', '-')",
        metavar="NAME"),
@@ -345,12 +352,16 @@ def resolve_setting(setting: Setting, config: pytest.Config,
     return resolve_value(setting, None, environ, config.getini(setting.ini))
 
 
-def resolve_storage_dir(resolved: Resolved, *, invocation_dir: Path, rootdir: Path) -> Path:
+def resolve_storage_dir(resolved: Resolved, *, invocation_dir: Path, rootdir: Path
+                        ) -> Path | StorageLocation:
     """Relative storage paths: from the invocation dir for CLI/env, the rootdir for ini.
 
     Like pytest's ``cache_dir``: an ini value is written relative to the project, a
-    command-line value relative to where the user typed it.
+    command-line value relative to where the user typed it. A PostgreSQL URL is
+    relative to nothing: it comes back as a :class:`StorageLocation`.
     """
+    if is_postgres_url(resolved.value):
+        return storage_location(str(resolved.value))
     path = Path(str(resolved.value)).expanduser()
     if path.is_absolute():
         return path
@@ -364,6 +375,7 @@ class SessionConfig:
     def __init__(self, values: Mapping[str, Resolved]) -> None:
         self.meter: str = values["meter"].value
         self.json_path: str | None = values["json"].value
+        self.html_path: str | None = values["html"].value
         self.summary: bool = values["summary"].value
         self.require_hardware: bool = values["require_hardware"].value
         self.measure_all: bool = values["all"].value

@@ -202,7 +202,8 @@ class EnergySession:
         only when there is something to report (so a run that measures nothing never
         imports the reporting code)."""
         if self.run_report is None and not self.is_worker and not self.config.disabled and (
-                self.entries or self.gate is not None or self.config.json_path):
+                self.entries or self.gate is not None or self.config.json_path
+                or self.config.html_path):
             from pytest_energy.report.finish import RunReport  # the end-of-run seam
 
             self.run_report = RunReport(self)

@@ -186,6 +186,11 @@ TEST_METERS = textwrap.dedent(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: opens the HTML report in headless Chromium "
+                            "(Playwright); also slow; run with -m browser")
+
+
 @pytest.fixture
 def meters(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester with the module ``energy_test_meters`` importable."""

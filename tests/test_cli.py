@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.counting import COUNTING_METER
 
 from pytest_energy import cli
 from pytest_energy.entry import Entry
@@ -239,6 +240,7 @@ def test_storage_is_found_from_a_subdirectory(history: Path, tmp_path: Path,
     assert code == 0 and "pr-7" in out
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_module_and_console_script_entry_points(gated: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest_energy", "--storage", str(gated),
                            "compare", "main", "pr-7"], capture_output=True, text=True,
@@ -286,29 +288,6 @@ def test_prune_needs_a_positive_keep(history: Path, capsys: pytest.CaptureFixtur
 
 
 # ----- the history directory: the plugin's precedence, read from the project's ini ----------
-
-COUNTING_METER = '''
-TOTAL = [0.0]
-
-
-class CountingMeter:
-    """Every read advances 1 mJ: enough for a run to be measured and saved."""
-
-    name = "counting"
-    estimated = False
-    update_period_s = 0.0
-
-    def domains(self):
-        return ["count:0"]
-
-    def read(self):
-        TOTAL[0] += 1e-3
-        return {"count:0": TOTAL[0]}
-
-    def close(self):
-        pass
-'''
-
 
 def test_runs_reads_energy_storage_from_the_ini(pytester: pytest.Pytester,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,6 +64,7 @@ def test_parse_duration_total(value: object) -> None:
         assert math.isfinite(ms) and ms > 0
 
 
+@pytest.mark.slow  # a property test of many examples: run with -m slow
 @FUZZ
 @given(anything)
 def test_other_parsers_total(value: object) -> None:
@@ -90,6 +91,7 @@ def test_duration_round_trip(ms: float) -> None:
     assert parse_duration_ms(format_duration_ms(ms, digits=17)) == pytest.approx(ms, rel=1e-12)
 
 
+@pytest.mark.slow  # a property test of many examples: run with -m slow
 @FUZZ
 @given(anything)
 def test_every_option_row_parser_is_total(value: object) -> None:

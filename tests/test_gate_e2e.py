@@ -165,6 +165,7 @@ def test_regression_fails_the_session_naming_the_test(suite: Suite) -> None:
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_improvement_is_shown_and_passes(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     result = suite.run("test_b=0.8,0.81,0.79,0.8,0.8;*=1,1.01,0.99,1,1", "--energy-compare")
@@ -173,6 +174,7 @@ def test_improvement_is_shown_and_passes(suite: Suite) -> None:
                                  "compared: 1 improved, 1 unchanged"])
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_large_change_without_significance_does_not_fail(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     # Median +100%, but the windows swing 0.5-2x: 5 vs 5 trials overlap, p = 0.2.
@@ -206,6 +208,7 @@ def test_missing_baseline_warns_and_passes(suite: Suite) -> None:
     assert not suite.db.exists()  # comparing alone creates nothing
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_missing_baseline_is_an_error_when_strict(suite: Suite) -> None:
     result = suite.run(STEADY, "--energy-compare", "--energy-compare-strict")
     assert result.ret == 3
@@ -227,6 +230,7 @@ def _move_baseline_to_other_hardware(db: Path, **changes: object) -> None:
     connection.close()
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_baseline_from_other_hardware_is_refused_saying_what_differs(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     _move_baseline_to_other_hardware(suite.db, cpu_model="Imaginary CPU 9000", cpu_count=512)
@@ -259,6 +263,7 @@ def test_hostname_and_python_do_not_block_a_comparison(suite: Suite) -> None:
     assert "ci-runner-7f3a" not in result.stdout.str()
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_baseline_from_another_meter_is_refused(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     result = suite.run(A_PLUS_20, "--energy-compare", meter="OtherMeter")
@@ -282,6 +287,7 @@ def test_corrupt_database_is_a_clear_error_and_left_untouched(suite: Suite) -> N
     assert sorted(p.name for p in suite.db.parent.iterdir()) == ["history.sqlite3"]
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
     suite.run(STEADY, "--energy-save=main")
     with sqlite3.connect(suite.db) as connection:
@@ -296,6 +302,7 @@ def test_newer_schema_is_refused_and_left_untouched(suite: Suite) -> None:
     assert suite.db.read_bytes() == before
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_autosave_compares_with_the_previous_runs(suite: Suite) -> None:
     for _ in range(3):
         assert suite.run(STEADY, "--energy-autosave").ret == 0
@@ -655,6 +662,7 @@ def test_a_whole_suite_regression_fails_as_the_run_s_common_shift(suite: Suite) 
     assert compare["regressions"] == ["whole run"]  # no test moved against the rest
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_a_slower_machine_alone_is_within_the_baseline_spread(suite: Suite) -> None:
     suite.pytester.makepyfile(test_more=MORE_TESTS)
     for scale in ("1", "1.2", "0.9"):  # the baseline runs' machine drifted by 30%

@@ -96,6 +96,7 @@ _JSON = strategies.recursive(
     max_leaves=20)
 
 
+@pytest.mark.slow  # a property test of many examples: run with -m slow
 @hypothesis.given(strategies.dictionaries(strategies.text(max_size=6), _JSON, max_size=6),
                   strategies.binary(max_size=64))
 @hypothesis.settings(max_examples=60, deadline=None)

@@ -88,6 +88,7 @@ def window(meter: NvmlMeter, seconds: float = WINDOW_S) -> tuple[dict[str, float
 # -- integration ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_pre_volta_samples_power_usage_and_integrates_constant_power(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:
@@ -101,6 +102,7 @@ def test_pre_volta_samples_power_usage_and_integrates_constant_power(
     assert joules["gpu:0"] == pytest.approx(200.0 * elapsed, rel=0.15)
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_instant_power_field_is_preferred_and_a_ramp_integrates(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:
@@ -141,6 +143,7 @@ def test_power_usage_on_ampere_and_newer_is_labelled_average(
     assert "1 s average" in flag
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_repeated_sensor_samples_are_skipped(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:
@@ -155,6 +158,7 @@ def test_repeated_sensor_samples_are_skipped(
     assert joules["gpu:0"] == pytest.approx(120.0 * elapsed, abs=120.0 * 0.05 + 1e-9)
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_counter_and_sampled_gpus_in_one_meter(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:
@@ -172,6 +176,7 @@ def test_counter_and_sampled_gpus_in_one_meter(
     assert joules["gpu:1"] == pytest.approx(100.0 * elapsed, rel=0.15)
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_sampling_can_be_forced_where_a_counter_exists(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:
@@ -252,6 +257,7 @@ def test_sampler_stops_when_the_meter_is_dropped(monkeypatch: pytest.MonkeyPatch
     assert not thread.is_alive()
 
 
+@pytest.mark.slow  # wall-clock: the sampler thread sleeps between samples
 def test_sampler_sleeps_between_samples(
     monkeypatch: pytest.MonkeyPatch, meters: list[NvmlMeter]
 ) -> None:

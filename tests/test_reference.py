@@ -327,6 +327,7 @@ def test_the_run_keeps_its_meters_when_no_test_measured(runs: Runs) -> None:
     assert runs.stored_machines()[0]["reference"] == report["reference"]
 
 
+@pytest.mark.slow  # measures the reference workload in each of several runs
 @pytest.mark.parametrize(("meter", "note"), [
     ("RaisingMeter", "the meter failed while measuring the reference: *sensor went away*"),
     ("FrozenMeter", "meter 'frozen' saw no energy *"),

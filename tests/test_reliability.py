@@ -122,6 +122,7 @@ expression = st.one_of(
 )
 
 
+@pytest.mark.slow  # a property test of many examples: run with -m slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(expression, min_size=1, max_size=3).map(",".join))
 def test_compare_expression_parser_raises_only_the_documented_error(text: str) -> None:
@@ -137,6 +138,7 @@ def test_environment_is_not_leaked_into_tests() -> None:
     assert os.environ.get("PYTEST_ENERGY_LOCK_DIR")  # set by the autouse fixture
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_device_lock_waits_for_another_process_and_reports_it(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:

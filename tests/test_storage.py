@@ -253,6 +253,7 @@ def test_older_schema_is_upgraded_after_keeping_a_copy(tmp_path: Path,
     connection.close()
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_two_processes_saving_at_once(tmp_path: Path) -> None:
     opened(tmp_path).close()
     script = textwrap.dedent(f"""

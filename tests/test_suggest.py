@@ -240,6 +240,7 @@ def test_suggestions_learn_from_passing_runs_only(run: Any, pytester: pytest.Pyt
         "test_model.py::test_predict[b8]"}
 
 
+@pytest.mark.slow  # several pytest runs (or processes): run with -m slow
 def test_a_regressed_run_does_not_teach_its_own_budgets(run: Any) -> None:
     for _ in range(3):  # the gate needs 3 baseline runs before it fails anything
         assert run(STEADY, "--energy-save=main").ret == 0

@@ -1,19 +1,24 @@
 """``pytest-energy``: read the results history the plugin saves (``--energy-save``).
 
 Commands: ``runs``, ``show RUN``, ``compare A B [--fail EXPR]``, ``history TEST``,
-``plot``, ``prune``, ``export --json``. A RUN is ``latest``, a run id (``12`` or
-``#12``) or a name given with ``--energy-save``. ``history TEST`` takes a test id as
-it is (``'x.py::t[8]'``: brackets are text), or text that test ids contain; a glob
-only with ``--glob``.
+``plot``, ``prune``, ``export --json``, ``label NODEID --svg PATH``, ``push FILE``
+(a JSON report's run into the history), ``copy SRC DST`` (a history into another,
+SQLite or PostgreSQL), ``report --html PATH [RUN]`` (an offline HTML report). A
+RUN is ``latest``, a run id (``12`` or ``#12``) or a name given with
+``--energy-save``. ``history TEST`` takes a test id as it is
+(``'x.py::t[8]'``: brackets are text), or text that test ids contain; a glob only
+with ``--glob``.
 
 Exit codes, meant for scripts and CI:
 
-* ``0`` done (``compare``: no significant regression);
+* ``0`` done (``compare``: no significant regression; ``push``: also when the run
+  is already in the history);
 * ``1`` ``compare`` found a significant regression beyond ``--fail``;
 * ``2`` bad command line (argparse's usual code);
 * ``3`` cannot do it: no history, no such run, an unreadable or newer database, runs
   from different hardware (``compare`` without ``--force``), matplotlib missing for
-  ``plot``, an output file that cannot be written, an unreadable ini file.
+  ``plot``, an output file that cannot be written, an unreadable ini file, a ``push``
+  FILE that is not a pytest-energy JSON report or holds no results.
 
 The history directory is resolved like the plugin's ``storage`` option: ``--storage
 DIR``, else ``$PYTEST_ENERGY_STORAGE``, else ``energy_storage`` in the project's ini
@@ -45,7 +50,10 @@ from pytest_energy.cli.base import (
     version_text,
 )
 from pytest_energy.cli.commands import Cli
+from pytest_energy.cli.labelcmd import add_label_parser
 from pytest_energy.cli.locate import find_inifile, find_storage
+from pytest_energy.cli.transfer import add_transfer_parsers
+from pytest_energy.cli.visual import add_report_parser
 from pytest_energy.errors import EnergyConfigError
 from pytest_energy.history.metrics import METRICS
 from pytest_energy.history.runs import parse_run_ref
@@ -133,6 +141,10 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                         help="runs to export (default: all)")
     export.add_argument("-o", "--output", help="write to this file (default: stdout)")
 
+    add_label_parser(commands, run_ref)
+    add_report_parser(commands, run_ref)
+    add_transfer_parsers(commands)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: global ``--storage`` (a table row) and the subcommands."""
@@ -171,7 +183,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     try:
         _fill_table_defaults(args)
         cli = Cli(find_storage(args.storage, os.environ, Path.cwd()), out, err)
-        result: int = getattr(cli, args.command)(args)
+        handler = getattr(args, "handler", None)  # a command in its own module
+        result: int = (handler(cli, args) if handler is not None
+                       else getattr(cli, args.command)(args))
         return result
     except (CliError, StorageError, EnergyConfigError) as exc:
         err.write(clean(f"pytest-energy {args.command}: {exc}") + "\n")

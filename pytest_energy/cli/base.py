@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,18 @@ ASCII_SPARKS = "_.-:=+*#"
 
 class CliError(Exception):
     """A reason to stop with exit code 3; the message says what to do."""
+
+
+def read_json(path: str, *, name: str, not_json: str = "{name} is not JSON ({error})") -> Any:
+    """The JSON value in the file ``path``, else a CliError: "cannot read" naming it as
+    the user gave it (``name``), or ``not_json`` filled with ``name`` and the error."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(not_json.format(name=name, error=exc)) from None
 
 
 def clean(text: str) -> str:

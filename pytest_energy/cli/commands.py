@@ -30,6 +30,7 @@ from pytest_energy.cli.plot import check_output, draw_history, draw_run, pyplot,
 from pytest_energy.entry import Entry
 from pytest_energy.history.compare import comparison_summary
 from pytest_energy.history.gate_compare import Decision, baseline_runs, decide, load, shift_lines
+from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.machine import (
     cpu_model,
     fingerprint,
@@ -39,7 +40,7 @@ from pytest_energy.history.machine import (
 from pytest_energy.history.metrics import METRICS, Metric, Threshold
 from pytest_energy.history.runs import INCOMPLETE, RunInfo, prune_candidates
 from pytest_energy.history.schema import SCHEMA_VERSION
-from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
+from pytest_energy.history.storage import HistoryStore, StorageError, open_storage
 from pytest_energy.report.jsonreport import atomic_writer, machine_info
 
 EXPORT_VERSION = 1
@@ -81,7 +82,7 @@ def _trend_rows(items: list[tuple[RunInfo, Entry]], values: list[float | None],
     return rows
 
 
-def select_tests(storage: Storage, test: str, *, glob: bool = False,
+def select_tests(storage: HistoryStore, test: str, *, glob: bool = False,
                  **where: Any) -> list[tuple[RunInfo, Entry]]:
     """The stored results ``history`` and ``plot --history`` show: with ``glob``, tests
     matching the glob; else the test with exactly this id (``t.py::t[8]``: brackets are
@@ -127,7 +128,7 @@ def _verdict_line(regressed: list[str], failed: bool) -> str:
 class Cli:
     """The commands, writing to ``out`` and ``err`` (tests pass StringIO)."""
 
-    def __init__(self, storage_dir: Path, out: TextIO, err: TextIO) -> None:
+    def __init__(self, storage_dir: Path | StorageLocation, out: TextIO, err: TextIO) -> None:
         self.storage_dir = storage_dir
         self.out = out
         self.err = err
@@ -138,30 +139,35 @@ class Cli:
     def warn(self, text: str) -> None:
         self.err.write(clean(text) + "\n")
 
-    def open(self) -> Storage:
+    @property
+    def location(self) -> StorageLocation:
+        """Where the history is: a directory (SQLite) or a PostgreSQL URL."""
+        return storage_location(self.storage_dir)
+
+    def open(self) -> HistoryStore:
         """The history, read-only; a CliError that says how to make one when there is none."""
         try:
-            storage = open_storage(self.storage_dir, create=False)
+            storage = open_storage(self.location, create=False)
         except StorageError as exc:
             raise CliError(str(exc)) from None
         if storage is None:
             raise CliError(
-                f"no results history at {db_path(self.storage_dir)}: save runs with pytest "
+                f"no results history at {self.location.display}: save runs with pytest "
                 "--energy-save=NAME or --energy-autosave, or point --storage (or "
                 "$PYTEST_ENERGY_STORAGE) at the directory holding one")
         return storage
 
-    def resolve(self, storage: Storage, ref: str) -> RunInfo:
+    def resolve(self, storage: HistoryStore, ref: str) -> RunInfo:
         """The run ``ref`` names, or a CliError listing the named runs there are."""
         run = storage.run(ref)
         if run is None:
             names = sorted({r.name for r in storage.runs() if r.name})
             shown = f"#{ref}" if ref.isdigit() else repr(ref)
-            raise CliError(f"no run {shown} in {storage.path} (named runs: "
+            raise CliError(f"no run {shown} in {storage.display} (named runs: "
                            f"{', '.join(names) or 'none'}; see pytest-energy runs)")
         return run
 
-    def resolve_baseline(self, storage: Storage, ref: str) -> RunInfo:
+    def resolve_baseline(self, storage: HistoryStore, ref: str) -> RunInfo:
         """The baseline ``ref`` names: never an incomplete run (a test was interrupted
         or errored). A name or ``latest`` means its newest complete run; an id of an
         incomplete run is refused."""
@@ -312,7 +318,7 @@ class Cli:
             self.print(f"{verb} {len(doomed)} of {len(runs)} run(s)"
                        + (f": {listed}" if doomed else ""))
             return EXIT_OK
-        writable = open_storage(self.storage_dir, create=True)
+        writable = open_storage(self.location, create=True)
         assert writable is not None
         with writable:
             deleted = writable.delete_runs(r.id for r in doomed)
@@ -321,15 +327,20 @@ class Cli:
             self._compact(writable)
         return EXIT_OK
 
-    def _compact(self, storage: Storage) -> None:
-        """VACUUM after a prune: SQLite keeps a deleted run's pages inside the file."""
+    def _compact(self, storage: HistoryStore) -> None:
+        """VACUUM after a prune: SQLite keeps a deleted run's pages inside the file
+        (PostgreSQL's autovacuum reuses them by itself: nothing to do or claim)."""
         try:
             freed = storage.vacuum()
         except StorageError as exc:  # the runs are deleted all the same
             self.warn(f"pytest-energy prune: the file was not compacted: {exc}; run prune "
-                      f"again later, or: sqlite3 {storage.path} VACUUM")
+                      f"again later, or: sqlite3 {storage.display} VACUUM")
             return
-        self.print(f"compacted {storage.path}: {freed / 1e6:.1f} MB given back")
+        if freed is None:
+            self.print(f"{storage.display}: the server reuses the space of deleted runs by "
+                       "itself (autovacuum)")
+            return
+        self.print(f"compacted {storage.display}: {freed / 1e6:.1f} MB given back")
 
     def export(self, args: argparse.Namespace) -> int:
         """Stream the runs as JSON (see :func:`write_export`), to a file atomically."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import iniconfig
 
 from pytest_energy.errors import EnergyConfigError
+from pytest_energy.history.location import StorageLocation
 from pytest_energy.options import SETTINGS_BY_NAME, resolve_storage_dir, resolve_value
 
 if sys.version_info >= (3, 11):
@@ -109,9 +110,10 @@ def find_rootdir(cwd: Path, inifile: Path | None) -> Path:
     return cwd
 
 
-def find_storage(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
+def find_storage(explicit: str | None, environ: Mapping[str, str], cwd: Path
+                 ) -> Path | StorageLocation:
     """The history directory: ``--storage`` > environment > ini > ``.energy`` in the
-    rootdir (see module doc).
+    rootdir (see module doc); a PostgreSQL URL, from any of them, as it is.
 
     Relative paths: as given (from the current directory) for the flag and the
     environment, from the ini file's directory (pytest's rootdir) for the ini key.

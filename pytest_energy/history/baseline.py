@@ -22,7 +22,7 @@ from pytest_energy.history.machine import (
     machine_identity,
 )
 from pytest_energy.history.runs import INCOMPLETE, LATEST, RunInfo, ref_label
-from pytest_energy.history.storage import Storage
+from pytest_energy.history.store import HistoryStore
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class BaselineLookup:
     refused: str | None = None
 
 
-def find_baseline(storage: Storage | None, ref: str, fingerprint: str,
+def find_baseline(storage: HistoryStore | None, ref: str, fingerprint: str,
                   machine: Mapping[str, Any], where: str) -> BaselineLookup:
     """Look up ``ref`` for a run of ``machine`` (fingerprint ``fingerprint``) in the
     history at ``where``. Raises StorageError when the history cannot be read."""
@@ -63,7 +63,7 @@ def find_baseline(storage: Storage | None, ref: str, fingerprint: str,
     return BaselineLookup(baseline)
 
 
-def _no_such_run(storage: Storage, ref: str, where: str) -> str:
+def _no_such_run(storage: HistoryStore, ref: str, where: str) -> str:
     """A run that does not exist (or only incomplete): name the ones that do."""
     if storage.run(ref) is not None:
         return (f"every run {ref_label(ref)} in {where} is incomplete (a measured test was "
@@ -72,7 +72,7 @@ def _no_such_run(storage: Storage, ref: str, where: str) -> str:
     return f"no run {ref_label(ref)} in {where} (named runs: {', '.join(names) or 'none'})"
 
 
-def _nothing_on_this_machine(storage: Storage, fingerprint: str, machine: Mapping[str, Any],
+def _nothing_on_this_machine(storage: HistoryStore, fingerprint: str, machine: Mapping[str, Any],
                              where: str) -> str:
     """Why ``latest`` found no baseline, and where the newest run was measured instead."""
     if storage.run(LATEST, fingerprint=fingerprint) is not None:

@@ -53,6 +53,7 @@ from pytest_energy.history.gate_text import (
     suggestions_file,
 )
 from pytest_energy.history.git import git_state
+from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.machine import (
     fingerprint,
     machine_identity,
@@ -65,7 +66,7 @@ from pytest_energy.history.pending import ExitHook, confirm_status, exit_hook
 from pytest_energy.history.printable import printable
 from pytest_energy.history.runlevel import BaselineRun
 from pytest_energy.history.runs import INCOMPLETE, LATEST, PASSED, NewRun, RunInfo, SessionOutcome
-from pytest_energy.history.storage import Storage, StorageError, db_path, open_storage
+from pytest_energy.history.storage import HistoryStore, StorageError, open_storage
 from pytest_energy.history.suggest import MarkerSuggestion, suggest_markers
 from pytest_energy.parsers import PRINT_ONLY
 from pytest_energy.report.jsonreport import atomic_write_text
@@ -88,10 +89,10 @@ class _Run:
 class RegressionGate:
     """Saves, compares, suggests and reports at the end of a session (see module doc)."""
 
-    def __init__(self, *, storage_dir: Path, save: str | None = None, autosave: bool = False,
-                 compare: str | None = None, thresholds: Sequence[Threshold] | None = None,
-                 alpha: float = 0.01, baseline_runs: int = 10, strict: bool = False,
-                 suggest: str | None = None,
+    def __init__(self, *, storage_dir: Path | StorageLocation, save: str | None = None,
+                 autosave: bool = False, compare: str | None = None,
+                 thresholds: Sequence[Threshold] | None = None, alpha: float = 0.01,
+                 baseline_runs: int = 10, strict: bool = False, suggest: str | None = None,
                  margin: float = 1.2, markdown: str | None = None,
                  rootdir: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.storage_dir = storage_dir
@@ -187,7 +188,7 @@ class RegressionGate:
         run = _Run(entries, machine, meter, fingerprint(identity),
                    {e.nodeid: meter_identity(e, meter) for e in entries})
         self.result.update(initial_result(
-            storage=str(db_path(self.storage_dir)), fingerprint=run.fingerprint,
+            storage=storage_location(self.storage_dir).display, fingerprint=run.fingerprint,
             identity=identity, thresholds=self.thresholds, alpha=self.alpha,
             requested=bool(self.compare)))
         storage, storage_error = self._open_storage()
@@ -199,7 +200,7 @@ class RegressionGate:
         if self.markdown:
             self._write_markdown(entries)
 
-    def _open_storage(self) -> tuple[Storage | None, str | None]:
+    def _open_storage(self) -> tuple[HistoryStore | None, str | None]:
         """The history when something needs it, and why it could not be opened."""
         if not (self.compare or self.saving or self.suggest):
             return None, None
@@ -213,7 +214,7 @@ class RegressionGate:
                 self.messages.append(f"budget suggestions use this run only: {exc}")
             return None, str(exc)
 
-    def _use_storage(self, storage: Storage | None, storage_error: str | None,
+    def _use_storage(self, storage: HistoryStore | None, storage_error: str | None,
                      run: _Run) -> None:
         """Compare first (a run never compares with itself), then suggest, then save."""
         if self.compare:
@@ -240,7 +241,7 @@ class RegressionGate:
             self.infos.append(f"energy history: run not saved to the history: {why}")
 
     # ----- comparing -----------------------------------------------------------------------
-    def _compare(self, storage: Storage | None, run: _Run) -> None:
+    def _compare(self, storage: HistoryStore | None, run: _Run) -> None:
         try:
             baseline = self._baseline_for(storage, run)
             if storage is None or baseline is None:
@@ -254,7 +255,7 @@ class RegressionGate:
         self.result["baseline"]["runs"] = [r.id for r in runs]
         self._judge(baseline, loaded, run)
 
-    def _baseline_for(self, storage: Storage | None, run: _Run) -> RunInfo | None:
+    def _baseline_for(self, storage: HistoryStore | None, run: _Run) -> RunInfo | None:
         """The newest usable baseline run, or None after saying why there is none."""
         lookup = find_baseline(storage, self.compare or LATEST, run.fingerprint, run.machine,
                                str(self.result["storage"]))
@@ -308,7 +309,7 @@ class RegressionGate:
                                  "error)")
 
     # ----- suggesting, saving, markdown ----------------------------------------------------------
-    def _suggest(self, storage: Storage | None, run: _Run) -> None:
+    def _suggest(self, storage: HistoryStore | None, run: _Run) -> None:
         """From complete, passing runs only: this run when it passed and did not
         regress, and earlier runs saved as passed on this machine."""
         history, earlier = self._suggestion_history(storage, run)
@@ -325,7 +326,7 @@ class RegressionGate:
                         "budget suggestions", "--energy-suggest-budgets",
                         "energy budget suggestions written to ")
 
-    def _suggestion_history(self, storage: Storage | None, run: _Run
+    def _suggestion_history(self, storage: HistoryStore | None, run: _Run
                             ) -> tuple[dict[str, list[Entry]], int]:
         """Entries of this run's measured tests in earlier passing runs on this machine,
         newest first, and how many runs they come from."""
@@ -348,7 +349,7 @@ class RegressionGate:
         self.infos.append(f"{done}{written}")
         return written
 
-    def _save(self, storage: Storage, run: _Run) -> None:
+    def _save(self, storage: HistoryStore, run: _Run) -> None:
         """Save the run; in a pytest session ``incomplete`` until pytest exits normally
         (see :mod:`.pending`: a Ctrl-C after the save leaves no baseline behind)."""
         commit, dirty, branch = git_state(self.rootdir, self.environ)
@@ -366,10 +367,11 @@ class RegressionGate:
         if self._exit_hook is not None:
             self._exit_hook(functools.partial(confirm_status, self.storage_dir, saved.id,
                                               status))
-        self.result["saved"] = {"id": saved.id, "name": saved.name, "path": str(storage.path),
-                                "tests": saved.tests, "status": status}
+        self.result["saved"] = {"id": saved.id, "name": saved.name, "path": storage.display,
+                                "tests": saved.tests, "status": status,
+                                "created": saved.created}  # the report's run: for push
         self.infos.append(f"energy history: saved run {saved.label} ({saved.tests} tests, "
-                          f"{saved.commit_label}, {status}) to {storage.path}")
+                          f"{saved.commit_label}, {status}) to {storage.display}")
 
     def _write_markdown(self, entries: Sequence[Entry]) -> None:
         assert self.markdown is not None

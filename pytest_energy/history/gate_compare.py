@@ -35,7 +35,7 @@ from pytest_energy.history.runlevel import (
     too_few_runs,
 )
 from pytest_energy.history.runs import RunInfo
-from pytest_energy.history.storage import Storage
+from pytest_energy.history.store import HistoryStore
 
 TEST = "Student's t on run-level values (common shift apart, Holm across tests)"
 WHOLE_RUN = "whole run"  # how a regressed common shift is named among the regressions
@@ -53,7 +53,7 @@ class Decision:
     refused: str | None = None  # every test's meter differs from the baseline's
 
 
-def baseline_runs(storage: Storage, newest: RunInfo, ref: str, k: int) -> list[RunInfo]:
+def baseline_runs(storage: HistoryStore, newest: RunInfo, ref: str, k: int) -> list[RunInfo]:
     """The runs that form the baseline: the run itself for an id, else the newest
     ``k`` complete runs of its name (or, for ``latest``, of this machine)."""
     if ref.isdigit():
@@ -63,7 +63,7 @@ def baseline_runs(storage: Storage, newest: RunInfo, ref: str, k: int) -> list[R
                         complete_only=True) or [newest]
 
 
-def load(storage: Storage, runs: Sequence[RunInfo], machine: Mapping[str, Any]
+def load(storage: HistoryStore, runs: Sequence[RunInfo], machine: Mapping[str, Any]
          ) -> list[BaselineRun]:
     """Each baseline run's entries, meter identities and reference value (kept only
     when it is the same workload and meter as this run's, in ``machine``)."""

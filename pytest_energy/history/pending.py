@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.storage import StorageError, db_path, open_storage
 
 ExitHook = Callable[[Callable[[], None]], None]
@@ -27,17 +28,29 @@ def exit_hook(session: object) -> ExitHook | None:
     return add_cleanup if callable(add_cleanup) else None
 
 
-def confirm_status(storage_dir: Path, run_id: int, status: str) -> None:
+def confirm_status(storage_dir: Path | StorageLocation, run_id: int, status: str) -> None:
     """Give a run saved ``incomplete`` its status, unless pytest is exiting through an
     exception. Never raises: a run left incomplete is the safe outcome."""
     if sys.exc_info()[0] is not None:  # unwinding: the session did not end normally
         return
-    if not db_path(storage_dir).is_file():  # removed meanwhile: never create one here
-        return
+    where = storage_location(storage_dir)
     try:
-        storage = open_storage(storage_dir, create=True)
+        if not _still_there(where):  # removed meanwhile: never create one here
+            return
+        storage = open_storage(where, create=True)
         if storage is not None:
             with storage:
                 storage.set_status(run_id, status)
     except (StorageError, OSError):
         pass
+
+
+def _still_there(where: StorageLocation) -> bool:
+    """Whether the history the run was saved to still exists (opening it to write
+    would create it again)."""
+    if where.directory is not None:
+        return db_path(where.directory).is_file()
+    reader = open_storage(where, create=False)
+    if reader is not None:
+        reader.close()
+    return reader is not None

@@ -73,16 +73,18 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 def dumps(value: Any) -> str:
     """JSON for storage: NaN/inf become null (JSON has no NaN), unknown objects str()."""
-    return json.dumps(_finite(value), sort_keys=True, default=str, allow_nan=False)
+    return json.dumps(json_safe(value), sort_keys=True, default=str, allow_nan=False)
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinity as null (JSON has neither; PostgreSQL's ``json``
+    refuses them), keys as strings, tuples as lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

@@ -38,9 +38,10 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pytest_energy.entry import Entry
+from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.results import (
     HistoryQuery,
     ResultRow,
@@ -50,7 +51,7 @@ from pytest_energy.history.results import (
     rows_for,
     run_range,
 )
-from pytest_energy.history.runs import INCOMPLETE, LATEST, NewRun, RunInfo
+from pytest_energy.history.runs import INCOMPLETE, NewRun, RunInfo
 from pytest_energy.history.schema import (
     PACKED_VERSION,
     SCHEMA_VERSION,
@@ -67,9 +68,10 @@ from pytest_energy.history.sqlite import (
     json_object,
     sqlite_errors,
 )
+from pytest_energy.history.store import HistoryStore, run_by_ref
 
-__all__ = ["DB_NAME", "DEFAULT_DIR", "GITIGNORE", "Storage", "StorageError", "db_path",
-           "open_storage"]
+__all__ = ["DB_NAME", "DEFAULT_DIR", "GITIGNORE", "HistoryStore", "Storage", "StorageError",
+           "StorageLocation", "db_path", "open_storage", "storage_location"]
 
 DB_NAME = "history.sqlite3"
 DEFAULT_DIR = ".energy"
@@ -93,6 +95,14 @@ class Storage:
         self._run_columns = ("runs.*" if self._status == STATUS_COLUMN
                              else f"runs.*, {self._status} AS status")
         self._rows = rows_for(connection, version, PACKED_VERSION)
+
+    @property
+    def location(self) -> StorageLocation:
+        return storage_location(self.path.parent)
+
+    @property
+    def display(self) -> str:
+        return str(self.path)
 
     # ----- context management ---------------------------------------------------------
     def __enter__(self) -> Storage:
@@ -203,14 +213,14 @@ class Storage:
         ``latest`` and names pick the newest matching run, on ``fingerprint``'s machine
         when given, and complete when ``complete_only``; ids are exact.
         """
-        if ref.isdigit():
-            with self._errors("reading a run"):
-                row = self._db.execute(f"SELECT {self._run_columns} FROM runs WHERE id = ?",
-                                       (int(ref),)).fetchone()
-            return None if row is None else _run_info(row)
-        found = self.runs(fingerprint=fingerprint, name=None if ref == LATEST else ref,
-                          limit=1, complete_only=complete_only)
-        return found[0] if found else None
+        return run_by_ref(self, ref, self._run_by_id, fingerprint=fingerprint,
+                          complete_only=complete_only)
+
+    def _run_by_id(self, run_id: int) -> RunInfo | None:
+        with self._errors("reading a run"):
+            row = self._db.execute(f"SELECT {self._run_columns} FROM runs WHERE id = ?",
+                                   (run_id,)).fetchone()
+        return None if row is None else _run_info(row)
 
     def iter_entries_json(self, run_id: int) -> Iterator[dict[str, Any]]:
         """The stored entries of a run as saved (JSON objects), one at a time from the
@@ -317,16 +327,26 @@ def db_path(directory: str | Path) -> Path:
     return Path(directory) / DB_NAME
 
 
-def open_storage(directory: str | Path, *, create: bool) -> Storage | None:
-    """Open the history under ``directory``.
-
+@overload
+def open_storage(location: Path, *, create: bool) -> Storage | None: ...
+@overload
+def open_storage(location: str | StorageLocation, *, create: bool) -> HistoryStore | None: ...
+def open_storage(location: str | Path | StorageLocation, *, create: bool
+                 ) -> HistoryStore | None:
+    """Open the history at ``location``: a directory (a Path; a str that is not a
+    PostgreSQL URL) holding the SQLite file, or a PostgreSQL URL (:mod:`.postgres`).
     With ``create`` (saving), missing directories, the ``.gitignore`` and the schema
     are created. Without it (comparing, the CLI), a missing database, or one without a
     schema yet (another process is creating it), returns None and nothing is created.
     Raises StorageError for an unreadable, foreign, newer or not-upgradable file,
     leaving the file untouched.
     """
-    path = db_path(directory)
+    where = storage_location(location)
+    if where.url is not None:  # psycopg only when a URL is given
+        from pytest_energy.history.postgres import open_postgres
+        return open_postgres(where, create=create)
+    assert where.directory is not None
+    path = db_path(where.directory)
     if path.exists():
         check_header(path)
     elif not create:

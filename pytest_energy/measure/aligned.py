@@ -20,6 +20,7 @@ step times come from :mod:`pytest_energy.measure.tracker`. This module runs it:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 from collections.abc import Callable
@@ -208,16 +209,13 @@ class AlignedWindows:
         its blocks timed the unit differently from the calibration, choose the shape
         again (the lattice of long units depends on both)."""
         period = run.tracker.period_s
-        blocks = [t for t in result.trials if t.phase_set is not None]
-        unit = run.shape.unit_s
-        calls = sum(t.calls for t in blocks)
-        if calls >= 2 * run.shape.group:
-            unit = sum(sum(t.latencies_ns) for t in blocks) / 1e9 / calls * run.shape.group
+        unit = _timed_unit(run, result)
         if abs(period / run.shaped_period_s - 1) <= 1e-3 and abs(
                 unit / run.shape.unit_s - 1) <= 2e-3:
             return
-        run.shape = self._shape(period, unit, run.shape.group, calibration,
-                                run.cap_s - (self.reader.seconds() - begin))
+        shape = self._shape(period, unit, run.shape.group, calibration,
+                            run.cap_s - (self.reader.seconds() - begin))
+        run.shape = _alike_sets(run.shape, shape)
         run.shaped_period_s = period
 
     # ----- the loop ---------------------------------------------------------------------
@@ -348,3 +346,22 @@ class AlignedWindows:
             return (f"{layout}, measured {spent:.2g} s (over {budget} for two whole sets "
                     f"and a checked accuracy, capped at {run.cap_s:.2g} s)")
         return f"{layout}, measured {spent:.2g} s, sized to {budget}"
+
+
+def _timed_unit(run: _Run, result: EnergyResult) -> float:
+    """The unit's duration as the blocks so far timed it (the shape's until then)."""
+    blocks = [t for t in result.trials if t.phase_set is not None]
+    calls = sum(t.calls for t in blocks)
+    if calls < 2 * run.shape.group:
+        return run.shape.unit_s
+    return sum(sum(t.latencies_ns) for t in blocks) / 1e9 / calls * run.shape.group
+
+
+def _alike_sets(old: Shape, new: Shape) -> Shape:
+    """Short units keep their set size when re-timed: it stratifies phases over the
+    unit, and a unit a little longer or shorter needs no other one. Sets of one size
+    stay alike estimates; the shrinking time left once gave sets of 9, 7, 5 and then
+    1 block, and the lone block swamped the error bar."""
+    if new.long or old.long or new.irregular != old.irregular:
+        return new
+    return dataclasses.replace(new, set_size=old.set_size)

@@ -54,7 +54,7 @@ LATTICE_COVERAGE_TOLERANCE = 0.2
 cover the spacing roughly evenly to keep the spread small."""
 MAX_LATTICE_UNITS = 40
 TWO_SET_FACTOR = 6.3
-ACCURACY_LIMIT = 0.035
+ACCURACY_LIMIT = 0.05
 """A result whose 95% uncertainty is wider than this (relative) is flagged."""
 
 

@@ -10,13 +10,24 @@ CI looks: in pytest's final line and as a junitxml testcase.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_energy.entry import Entry
+from pytest_energy.history.location import storage_location
+from pytest_energy.history.runrecord import RUN_KEY, RunFacts, run_record
+from pytest_energy.history.runs import SessionOutcome
+from pytest_energy.history.unsaved import (
+    push_hint,
+    save_failed,
+    storage_argument,
+    write_unsaved,
+)
 from pytest_energy.measure.reference import measure_reference, session_pool
 from pytest_energy.meters.loader import merge_descriptions
 from pytest_energy.options import SETTINGS_BY_NAME, resolve_setting
@@ -24,7 +35,12 @@ from pytest_energy.report.columns import COLUMN_NAMES
 from pytest_energy.report.compact import lock_wait_lines, render_compact
 from pytest_energy.report.details import details_section
 from pytest_energy.report.fit import wrap, wrap_all
-from pytest_energy.report.jsonreport import build_report, machine_info, write_report
+from pytest_energy.report.jsonreport import (
+    build_report,
+    machine_info,
+    report_text,
+    write_report,
+)
 from pytest_energy.report.junit import (
     GateOutcome,
     add_gate_testcases,
@@ -78,6 +94,8 @@ class RunReport:
         self.tables, self.carbon, self.hints = (rightsized.tables, rightsized.carbon,
                                                 rightsized.hints)
         self.json_written: str | None = None
+        self.html_written: str | None = None
+        self.json_report: dict[str, Any] | None = None  # built when written or kept
         self.reference: dict[str, Any] | None = None  # measured when the gate runs
         self.gate_outcome = GateOutcome()
         self._show_final_ratings()
@@ -100,13 +118,21 @@ class RunReport:
         return merge_descriptions(self.session.config.meter, own + self.session.worker_meters)
 
     def finish(self, session: pytest.Session) -> None:
-        """The gate (history, compare, markdown) and the JSON report."""
+        """The gate (history, compare, markdown) and the JSON report; when the gate
+        could not save the run, the report is kept for ``pytest-energy push``."""
         meter = self.meters_described
+        outcome = SessionOutcome.of(session)  # before the gate adds its exit status
         compare = None
-        if self.session.gate is not None:
+        gate = self.session.gate
+        if gate is not None:
             compare = self._run_gate(session, meter)
-        if self.session.config.json_path:
-            self._write_json(session, meter, compare)
+        unsaved = save_failed(gate is not None and gate.saving, compare)
+        if self.session.config.json_path or unsaved:
+            self._write_json(session, meter, compare, outcome)
+        if unsaved:
+            self._keep_unsaved(session)
+        if self.session.config.html_path:
+            self._write_html(session, meter, compare)
 
     def _run_gate(self, session: pytest.Session, meter: dict[str, Any]) -> dict[str, Any]:
         """Measure the reference workload, then run the gate with it in the machine dict
@@ -136,9 +162,8 @@ class RunReport:
                                  read_timeout_s=self.session.config.read_timeout)
 
     def _write_json(self, session: pytest.Session, meter: dict[str, Any],
-                    compare: dict[str, Any] | None) -> None:
+                    compare: dict[str, Any] | None, outcome: SessionOutcome) -> None:
         path = self.session.config.json_path
-        assert path is not None
         try:
             report = build_report(self.entries, meter)
             report.update({"rightsizing": self.tables, "carbon_cost": self.carbon,
@@ -147,11 +172,59 @@ class RunReport:
                 report["compare"] = compare
             if self.reference is not None:
                 report["reference"] = self.reference
-            self.json_written = str(write_report(path, report))
+            report[RUN_KEY] = self._run_record(session, compare, outcome)
+            self.json_report = report
+            if path:
+                self.json_written = str(write_report(path, report))
         except (OSError, ValueError, TypeError) as exc:
             self.session.report_errors.append(
                 f"could not write the JSON report to {path}: {type(exc).__name__}: {exc}")
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _write_html(self, session: pytest.Session, meter: dict[str, Any],
+                    compare: dict[str, Any] | None) -> None:
+        """The HTML report, from the same rated entries (history read only for trends)."""
+        path = self.session.config.html_path
+        try:
+            from pytest_energy.report.html_history import write_run_html  # lazy: history
+
+            self.html_written = write_run_html(path or "", self, meter, compare,
+                                               session.config)
+        except (OSError, ValueError, TypeError) as exc:
+            self.session.report_errors.append(
+                f"could not write the HTML report to {path}: {type(exc).__name__}: {exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _run_record(self, session: pytest.Session, compare: dict[str, Any] | None,
+                    outcome: SessionOutcome) -> dict[str, Any]:
+        """The run as the gate saves it (see :mod:`pytest_energy.history.runrecord`)."""
+        gate = self.session.gate
+        saved = (compare or {}).get("saved") or {}
+        return run_record(RunFacts(
+            self.entries, {**machine_info(), "reference": self.reference},
+            name=gate.save if gate is not None else None, outcome=outcome,
+            regressed=bool((compare or {}).get("regressions")),
+            rootdir=gate.rootdir if gate is not None else Path(session.config.rootpath),
+            environ=gate.environ if gate is not None else os.environ,
+            created=saved.get("created")))
+
+    def _keep_unsaved(self, session: pytest.Session) -> None:
+        """The gate could not save the run (exit 3 already): say where its results are
+        kept, writing them under the rootdir when no --energy-json file holds them."""
+        kept = self.json_written
+        if kept is None and self.json_report is not None:
+            try:
+                kept = str(write_unsaved(Path(session.config.rootpath),
+                                         report_text(self.json_report)[0]))
+            except OSError as exc:
+                self.session.report_errors.append(
+                    f"could not keep the results for a later push: {type(exc).__name__}: "
+                    f"{exc}; add --energy-json=PATH to keep them")
+                return
+        gate = self.session.gate
+        if kept is not None and gate is not None:
+            where = storage_argument(storage_location(gate.storage_dir))
+            self.session.report_errors.append(push_hint(kept, where))
 
     # ----- the terminal -------------------------------------------------------------------
     def print_summary(self, terminal: Any) -> None:
@@ -165,6 +238,8 @@ class RunReport:
         self._print_hints(terminal, layout)
         if self.json_written:
             terminal.write_line(f"energy JSON report: {self.json_written}")
+        if self.html_written:
+            terminal.write_line(f"energy HTML report: {self.html_written}")
         self._print_gate(terminal, summary)
         for error in self.session.report_errors:
             terminal.write_line(f"pytest-energy: {error}", red=True)
