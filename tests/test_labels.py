@@ -241,6 +241,28 @@ def test_label_from_a_json_report_file(tmp_path: Path) -> None:
     assert code == 3 and "cannot read --json" in err
 
 
+def test_a_group_label_from_the_command(tmp_path: Path) -> None:
+    """``label --group NAME``: the group's variants, least energy first; NODEID and
+    --group together (or neither) is a usage error; an unknown group lists the run's."""
+    members = [measured(f"t.py::test_p[{v}]", variant=v, joules_per_item=j, rating=r,
+                        rating_rule=RatingRule.GROUP, group="mlp")
+               for v, j, r in (("b1", 3.6, 1), ("b32", 0.36, 5))]
+    report = tmp_path / "energy.json"
+    report.write_text(json.dumps({"created": "2025-01-02T03:04:05+00:00", "meter": NVML_METER,
+                                  "tests": [m.to_json() for m in members]}))
+    svg = tmp_path / "group.svg"
+    code, out, err = run("label", "--group", "mlp", "--json", str(report), "--svg", str(svg))
+    assert code == 0, err
+    assert "group 'mlp'" in out
+    root = parse(svg.read_text(encoding="utf-8"))
+    assert [el.text for el in by_class(root, "variant")] == ["b32", "b1"]
+    code, _, err = run("label", "--group", "cnn", "--json", str(report), "--svg", str(svg))
+    assert code == 3 and "no group 'cnn'" in err and "mlp" in err
+    for args in (("label", "test_p", "--group", "mlp"), ("label",)):
+        code, _, err = run(*args, "--json", str(report), "--svg", str(svg))
+        assert code == 2 and "NODEID or --group" in err
+
+
 def test_label_command_end_to_end(pytester: pytest.Pytester,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A run saved by the plugin, then ``pytest-energy label``: the file holds the

@@ -327,3 +327,17 @@ def test_unknown_database_is_named(pg_url: str) -> None:
 
 def test_with_schema_helper_builds_urls() -> None:
     assert with_schema("postgresql://h/db", "s") == "postgresql://h/db?options=-csearch_path%3Ds"
+
+
+def test_a_stuck_statement_is_bounded_unless_the_url_sets_a_limit(pg_url: str) -> None:
+    """A server that accepts the connection and then hangs (a lock never released) must
+    not hang the run: every statement has a limit, the URL's own if it gives one."""
+    from pytest_energy.history.pg_schema import STATEMENT_TIMEOUT_S, connect, import_psycopg
+
+    psycopg = import_psycopg()
+    with connect(storage_location(pg_url), psycopg) as db:
+        shown = db.execute("SHOW statement_timeout").fetchone()[0]
+        assert shown == f"{int(STATEMENT_TIMEOUT_S / 60)}min"
+    own = pg_url + ("&" if "?" in pg_url else "?") + "options=-cstatement_timeout%3D1234"
+    with connect(storage_location(own), psycopg) as db:
+        assert db.execute("SHOW statement_timeout").fetchone()[0] == "1234ms"

@@ -1,4 +1,5 @@
-"""``pytest-energy label NODEID --svg PATH``: one test's energy label, for a README.
+"""``pytest-energy label NODEID --svg PATH``: one test's energy label, for a README
+(``--group NAME`` instead of NODEID: a right-sizing group's label, every variant).
 
 The label (:mod:`pytest_energy.report.label`) is drawn from a stored run (``--run``,
 default ``latest``, in the history the other commands read) or from a JSON report file
@@ -16,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_energy.cli.base import EXIT_OK, CliError, read_json
+from pytest_energy.cli.base import EXIT_OK, EXIT_USAGE, CliError, read_json
 from pytest_energy.entry import Entry
 from pytest_energy.report.jsonreport import atomic_write_text
-from pytest_energy.report.label import label_problem, label_svg
+from pytest_energy.report.label import group_label_svg, label_problem, label_svg
 
 if TYPE_CHECKING:
     from pytest_energy.cli.commands import Cli
@@ -46,7 +47,10 @@ def add_label_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     """The ``label`` subcommand; ``run_ref`` parses RUN like every other command."""
     label = commands.add_parser(
         "label", help="an energy label (SVG) of one test, for a README or a model card")
-    label.add_argument("nodeid", metavar="NODEID", help=NODEID_HELP)
+    label.add_argument("nodeid", metavar="NODEID", nargs="?", help=NODEID_HELP)
+    label.add_argument("--group", metavar="NAME",
+                       help="instead of NODEID: the label of a right-sizing group (the "
+                            "marker's group=), each variant with its stars")
     label.add_argument("--svg", required=True, metavar="PATH",
                        help="write the label here (- for standard output)")
     source = label.add_mutually_exclusive_group()
@@ -108,15 +112,41 @@ def pick(source: Source, nodeid: str) -> Entry:
     return found[0]
 
 
-def run_label(cli: Cli, args: argparse.Namespace) -> int:
-    """Write the label of ``args.nodeid`` to ``args.svg``."""
-    source = (from_json_report(args.json_report) if args.json_report
-              else from_history(cli, args.run))
-    entry = pick(source, args.nodeid)
+def group_label(source: Source, group: str) -> str:
+    """The label of the right-sizing group ``group`` of the run."""
+    members = [entry for entry in source.entries if entry.group == group]
+    if not members:
+        groups = sorted({entry.group for entry in source.entries if entry.group})
+        raise CliError(f"no group {group!r} in {source.where}; its groups: "
+                       + (", ".join(groups) or "none (the marker's group= names one)"))
+    try:
+        return group_label_svg(group, members, date=source.created, meter=source.meter,
+                               machine=source.machine)
+    except ValueError as exc:
+        raise CliError(f"group {group!r} in {source.where}: {exc}") from None
+
+
+def one_test_label(source: Source, nodeid: str) -> tuple[str, str]:
+    """The label of the test ``nodeid`` names, and its full id."""
+    entry = pick(source, nodeid)
     problem = label_problem(entry)
     if problem is not None:
         raise CliError(f"{problem} in {source.where}: only a measured test has a label")
-    svg = label_svg(entry, date=source.created, meter=source.meter, machine=source.machine)
+    return (label_svg(entry, date=source.created, meter=source.meter,
+                      machine=source.machine), entry.nodeid)
+
+
+def run_label(cli: Cli, args: argparse.Namespace) -> int:
+    """Write the label of ``args.nodeid`` (or of ``args.group``) to ``args.svg``."""
+    if (args.nodeid is None) == (args.group is None):
+        cli.warn("pytest-energy label: give a NODEID or --group NAME (one of them)")
+        return EXIT_USAGE
+    source = (from_json_report(args.json_report) if args.json_report
+              else from_history(cli, args.run))
+    if args.group is not None:
+        svg, what = group_label(source, args.group), f"group {args.group!r}"
+    else:
+        svg, what = one_test_label(source, args.nodeid)
     if args.svg == "-":
         cli.out.write(svg)
         return EXIT_OK
@@ -124,5 +154,5 @@ def run_label(cli: Cli, args: argparse.Namespace) -> int:
         atomic_write_text(args.svg, svg)
     except OSError as exc:
         raise CliError(f"cannot write --svg {args.svg}: {exc.strerror or exc}") from None
-    cli.print(f"wrote {args.svg}: label of {entry.nodeid} ({source.where})")
+    cli.print(f"wrote {args.svg}: label of {what} ({source.where})")
     return EXIT_OK

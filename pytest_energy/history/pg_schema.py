@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 READABLE_FROM = 1  # the oldest schema this version reads without a migration
 DEFAULT_SCHEMA = "pytest_energy"
+STATEMENT_TIMEOUT_S = 300.0
+"""No save, compare or migration of a history takes minutes: one that does is stuck."""
 CONNECT_TIMEOUT_S = 10
 TABLES = frozenset({"schema_version", "runs", "results"})
 # pg_advisory_xact_lock key: "pytest-energy history" hashed to a stable bigint.
@@ -131,8 +133,13 @@ def connect(location: StorageLocation, psycopg: Any) -> psycopg.Connection[Any]:
         options["connect_timeout"] = CONNECT_TIMEOUT_S
     if "application_name" not in url and not os.environ.get("PGAPPNAME"):
         options["application_name"] = "pytest-energy"
+    if "keepalives" not in url:  # a server that vanishes mid-query is noticed in ~1 min
+        options.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                       keepalives_count=3)
     try:
-        return psycopg.connect(url, **options)  # type: ignore[no-any-return]
+        connection = psycopg.connect(url, **options)
+        _bound_statements(connection)
+        return connection  # type: ignore[no-any-return]
     except Exception as exc:
         if not psycopg_error(exc):
             raise
@@ -143,6 +150,13 @@ def connect(location: StorageLocation, psycopg: Any) -> psycopg.Connection[Any]:
         raise StorageError(f"{location.display}: not a usable PostgreSQL URL "
                            f"({_scrub(str(exc), location)}); expected "
                            "postgresql://USER@HOST:PORT/DATABASE") from None
+
+
+def _bound_statements(connection: Any) -> None:
+    """A statement (a lock wait included) that hangs is an error after
+    :data:`STATEMENT_TIMEOUT_S`, unless the URL or ``PGOPTIONS`` set a limit."""
+    if connection.execute("SHOW statement_timeout").fetchone()[0] in ("0", "0ms"):
+        connection.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
 
 
 @contextlib.contextmanager
