@@ -46,7 +46,8 @@ def add_label_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
                      run_ref: Any) -> None:
     """The ``label`` subcommand; ``run_ref`` parses RUN like every other command."""
     label = commands.add_parser(
-        "label", help="an energy label (SVG) of one test, for a README or a model card")
+        "label", help="an energy label (SVG) of one test (or --group), for a README or a "
+                 "model card")
     label.add_argument("nodeid", metavar="NODEID", nargs="?", help=NODEID_HELP)
     label.add_argument("--group", metavar="NAME",
                        help="instead of NODEID: the label of a right-sizing group (the "
