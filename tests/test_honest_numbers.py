@@ -96,6 +96,50 @@ def test_a_meter_whose_read_takes_50_ms_reports_the_calls_power(rounds: int | No
     assert result.joules_per_call == pytest.approx(100.0 * meter.call_s, rel=0.05)
 
 
+class PreemptedCountingMeter:
+    """1 mJ per read, on a simulated clock where a busy machine preempts most reads for
+    20 ms: the meter itself answers in 10 us. Each call takes 1 ms."""
+
+    name = "counting"
+    estimated = False
+    update_period_s = 0.0
+
+    def __init__(self) -> None:
+        self.now, self.total, self.reads = 0.0, 0.0, 0
+
+    def clock_ns(self) -> int:
+        return int(self.now * 1e9)
+
+    def call(self) -> None:
+        self.now += 1e-3
+
+    def domains(self) -> list[str]:
+        return ["count:0"]
+
+    def read(self) -> dict[str, float]:
+        self.reads += 1
+        self.now += 1e-5 + (0.02 if self.reads % 4 != 1 else 0.0)  # 3 in 4 preempted
+        self.total += 1e-3
+        return {"count:0": self.total}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_busy_machine_does_not_make_a_quick_meter_slow() -> None:
+    """Eight test processes on two cores: a counting meter (1 mJ per read) read 'no
+    energy' because most reads were preempted, their median was over 5 ms, and the
+    growth while reading (all of it, for this meter) was taken out."""
+    meter = PreemptedCountingMeter()
+    measurer = Measurer(meter, device="cpu", clock=meter.clock_ns, isolate=False,
+                        read_timeout_s=0, cpu_probe=lambda: None)
+    _, result = measurer.run(meter.call, warmup=0, rounds=3, trials=3, max_time_s=1.0)
+    assert result.valid, result.invalid_reason
+    calls = {t.calls for t in result.trials}
+    assert len(calls) == 1  # every window: two reads, 1 mJ, its calls
+    assert result.joules_per_call == pytest.approx(1e-3 / calls.pop())
+
+
 def test_a_short_window_with_slow_reads_is_no_false_jump() -> None:
     """A 10 ms window between two 50 ms reads saw 6 J in 10 ms (600 W) and was refused as
     a counter jump; the reads' span is what the counter covered."""
