@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes.energy_test_meters import StepMeter
 from fakes.fake_pynvml import (
     FakeProcess,
     clean_cuda_environment,  # noqa: F401 (autouse fixture)
@@ -48,28 +49,6 @@ HOLD = textwrap.dedent("""
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """)
-
-
-class StepMeter:
-    """Every read advances 1 J; no ``lock_keys``: locked as the CPU packages."""
-
-    name = "step"
-    estimated = False
-    update_period_s = 0.0
-    max_plausible_watts = None
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def domains(self) -> list[str]:
-        return ["step:0"]
-
-    def read(self) -> dict[str, float]:
-        self.reads += 1
-        return {"step:0": float(self.reads)}
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.energy_test_meters import FrozenMeter, RaisingMeter, StepMeter
 
 import pytest_energy.measure.reference as reference
 import pytest_energy.report.finish as finish
@@ -34,45 +35,6 @@ PINNED_SOURCE = {"lcg-int-20000/v1": "f9610ff760284365"}
 
 
 # ----- the workload and the measurement, without pytest runs ----------------------------------
-class StepMeter:
-    """1 J per read: one window is 1 J whatever it holds."""
-
-    name = "step"
-    estimated = False
-    update_period_s = 0.0
-    max_plausible_watts = None
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def domains(self) -> list[str]:
-        return ["step:0"]
-
-    def read(self) -> dict[str, float]:
-        self.reads += 1
-        return {"step:0": float(self.reads)}
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class FrozenMeter(StepMeter):
-    name = "frozen"
-
-    def read(self) -> dict[str, float]:
-        return {"step:0": 42.0}
-
-
-class RaisingMeter(StepMeter):
-    name = "raising"
-
-    def read(self) -> dict[str, float]:
-        self.reads += 1
-        if self.reads >= 3:
-            raise OSError("sensor went away")
-        return {"step:0": float(self.reads)}
-
-
 class BrokenDomainsMeter(StepMeter):
     name = "broken"
 
