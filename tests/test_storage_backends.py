@@ -24,6 +24,7 @@ from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.pg_schema import SCHEMA_VERSION, glob_regex
 from pytest_energy.history.runs import INCOMPLETE, PASSED, NewRun
 from pytest_energy.history.storage import HistoryStore, StorageError, open_storage
+from pytest_energy.history.store import entries_by_test
 from pytest_energy.options import Resolved, resolve_storage_dir
 
 FP_A, FP_B = "a" * 16, "b" * 16
@@ -136,7 +137,7 @@ def test_history_queries_exact_substring_glob_limit_status(history: History) -> 
         assert [run.id for run, _e in storage.history(["x.py::t8"], status="failed")] == [
             runs[1]]
         assert storage.history(["x.py::t8"], fingerprint=FP_B) == []
-        by_test, count = storage.entries_by_test(["x.py::t8", "x.py::t[8]"], FP_A, PASSED, 5)
+        by_test, count = entries_by_test(storage, ["x.py::t8", "x.py::t[8]"], FP_A, PASSED, 5)
         assert count == 2 and [e.joules_per_call for e in by_test["x.py::t8"]] == [3.0, 1.0]
 
 

@@ -26,7 +26,6 @@ session passes: the first run on a new runner or branch must not break CI.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import os
 from collections.abc import Mapping, Sequence
@@ -57,7 +56,6 @@ from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.machine import (
     fingerprint,
     machine_identity,
-    meter_identity,
     noted_differences,
     with_cpu_model,
 )
@@ -65,8 +63,10 @@ from pytest_energy.history.metrics import Threshold, default_thresholds
 from pytest_energy.history.pending import ExitHook, confirm_status, exit_hook
 from pytest_energy.history.printable import printable
 from pytest_energy.history.runlevel import BaselineRun
+from pytest_energy.history.runrecord import meter_identities, now
 from pytest_energy.history.runs import INCOMPLETE, LATEST, PASSED, NewRun, RunInfo, SessionOutcome
 from pytest_energy.history.storage import HistoryStore, StorageError, open_storage
+from pytest_energy.history.store import entries_by_test
 from pytest_energy.history.suggest import MarkerSuggestion, suggest_markers
 from pytest_energy.parsers import PRINT_ONLY
 from pytest_energy.report.jsonreport import atomic_write_text
@@ -186,7 +186,7 @@ class RegressionGate:
         machine = with_cpu_model(machine)
         identity = machine_identity(machine)
         run = _Run(entries, machine, meter, fingerprint(identity),
-                   {e.nodeid: meter_identity(e, meter) for e in entries})
+                   meter_identities(entries, meter))
         self.result.update(initial_result(
             storage=storage_location(self.storage_dir).display, fingerprint=run.fingerprint,
             identity=identity, thresholds=self.thresholds, alpha=self.alpha,
@@ -332,8 +332,8 @@ class RegressionGate:
         newest first, and how many runs they come from."""
         measured = [e.nodeid for e in run.entries if e.is_measured]
         try:
-            return ({}, 0) if storage is None or not measured else storage.entries_by_test(
-                measured, run.fingerprint, PASSED, HISTORY_RUNS_FOR_SUGGESTIONS)
+            return ({}, 0) if storage is None or not measured else entries_by_test(
+                storage, measured, run.fingerprint, PASSED, HISTORY_RUNS_FOR_SUGGESTIONS)
         except StorageError as exc:
             self.messages.append(f"budget suggestions use this run only: {exc}")
             return {}, 0
@@ -354,7 +354,7 @@ class RegressionGate:
         (see :mod:`.pending`: a Ctrl-C after the save leaves no baseline behind)."""
         commit, dirty, branch = git_state(self.rootdir, self.environ)
         status = self._run_status(run)
-        new = NewRun(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        new = NewRun(created=now(),
                      fingerprint=run.fingerprint, machine=run.machine, meter=run.meter,
                      name=self.save, commit=commit, dirty=dirty, branch=branch,
                      plugin_version=__version__,

@@ -39,7 +39,7 @@ from pytest_energy.history.pg_schema import (
     prepare,
     schema_name,
 )
-from pytest_energy.history.results import ResultRow, is_incomplete
+from pytest_energy.history.results import BROKEN_SQL, ResultRow, result_rows
 from pytest_energy.history.runs import INCOMPLETE, NewRun, RunInfo
 from pytest_energy.history.sqlite import StorageError, dumps, json_safe
 from pytest_energy.history.store import run_by_ref
@@ -95,11 +95,8 @@ class PostgresStorage:
         """Store a run and its entries in one transaction; return the stored run.
         A run holding an interrupted or errored test is stored ``incomplete``."""
         self._check_writable()
-        identities = meter_identities or {}
-        by_id = {entry.nodeid: entry for entry in entries}  # a node id twice: the last
-        rows = [ResultRow(e.nodeid, e.to_json(), identities.get(e.nodeid))
-                for e in by_id.values()]
-        status = INCOMPLETE if any(is_incomplete(row.data) for row in rows) else run.status
+        by_id = {entry.nodeid: entry for entry in entries}  # the numbers' columns
+        rows, status = result_rows(by_id.values(), meter_identities or {}, run.status)
         with self._errors("saving the run"), self._db.transaction():
             found = self._db.execute(
                 "INSERT INTO runs (name, created, created_at, commit_sha, dirty, branch, "
@@ -135,7 +132,7 @@ class PostgresStorage:
             self._db.execute(
                 "UPDATE runs SET status = %s WHERE id = %s AND status = %s AND NOT EXISTS "
                 "(SELECT 1 FROM results WHERE results.run_id = runs.id AND "
-                "results.outcome IN ('error', 'interrupted'))", (status, run_id, INCOMPLETE))
+                "results.outcome IN " + BROKEN_SQL + ")", (status, run_id, INCOMPLETE))
 
     def vacuum(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reuses the space of deleted runs, and
@@ -200,15 +197,6 @@ class PostgresStorage:
         with self._errors("reading the history"):
             rows = self._db.execute(sql, params).fetchall()
         return [(_run_info(row), self._entry(self._json(row[-2]))) for row in rows]
-
-    def entries_by_test(self, nodeids: Iterable[str], fingerprint: str, status: str,
-                        limit_runs: int) -> tuple[dict[str, list[Entry]], int]:
-        by_test: dict[str, list[Entry]] = {}
-        pairs = self.history(nodeids, fingerprint=fingerprint, status=status,
-                             limit_runs=limit_runs)
-        for _run, entry in pairs:
-            by_test.setdefault(entry.nodeid, []).append(entry)
-        return by_test, len({run.id for run, _entry in pairs})
 
     # ----- decoding ---------------------------------------------------------------------
     def _damaged(self, what: str) -> StorageError:

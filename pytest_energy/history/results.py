@@ -17,15 +17,20 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_energy.history.codec import CodecError, Packing, dictionary
+from pytest_energy.history.runs import BROKEN_OUTCOMES, INCOMPLETE
 
+if TYPE_CHECKING:
+    from pytest_energy.entry import Entry
+
+BROKEN_SQL = "(" + ", ".join(f"'{outcome}'" for outcome in BROKEN_OUTCOMES) + ")"
+"""The outcomes that make a run incomplete, as an SQL list for ``outcome IN``."""
 _PACKINGS_KEPT = 32  # runs whose dictionary stays decoded while reading
 POSITION_BITS = 24  # a result's rowid: run_id << POSITION_BITS | position in the run
-_BROKEN_OUTCOMES = ("error", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class ResultRow:
 def is_incomplete(data: Mapping[str, Any]) -> bool:
     """A result that makes its run incomplete: the test errored or was interrupted
     (partial). A run holding one is never a baseline and never learned from."""
-    return data.get("outcome") in _BROKEN_OUTCOMES or data.get("partial") is True
+    return data.get("outcome") in BROKEN_OUTCOMES or data.get("partial") is True
 
 
 def damaged(what: str) -> sqlite3.DatabaseError:
@@ -49,6 +54,17 @@ def damaged(what: str) -> sqlite3.DatabaseError:
 
 
 # ----- writing (schema 3) ------------------------------------------------------------------
+
+
+def result_rows(entries: Iterable[Entry], identities: Mapping[str, str], status: str | None
+                ) -> tuple[list[ResultRow], str | None]:
+    """A run's results as both backends store them (a node id given twice keeps its last
+    result), and the run's status: ``incomplete`` when a test errored or was interrupted,
+    whatever ``status`` says."""
+    by_id = {entry.nodeid: entry for entry in entries}
+    rows = [ResultRow(nodeid, entry.to_json(), identities.get(nodeid))
+            for nodeid, entry in by_id.items()]
+    return rows, INCOMPLETE if any(is_incomplete(row.data) for row in rows) else status
 
 
 def insert_results(db: sqlite3.Connection, run_id: int, rows: Sequence[ResultRow]) -> None:

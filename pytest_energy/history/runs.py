@@ -144,7 +144,7 @@ RUN_STATUSES = (PASSED, FAILED, REGRESSED)
 _EXIT_TESTS_FAILED = 1
 _EXIT_WHY = {2: "the session was interrupted", 3: "pytest had an internal error",
              4: "pytest was used wrongly (usage error)", 5: "no tests ran"}
-_BROKEN_OUTCOMES = ("error", "interrupted")  # Entry.outcome spellings (a str enum)
+BROKEN_OUTCOMES = ("error", "interrupted")  # Entry.outcome spellings (a str enum)
 _NAMED = 3  # tests named in a message before "and N more"
 
 
@@ -177,7 +177,7 @@ class SessionOutcome:
             return f"the session ended with exit status {code}"
         if self.stopped:
             return f"the session stopped early ({self.stopped})"
-        broken = [e.nodeid for e in entries if e.outcome in _BROKEN_OUTCOMES or e.partial]
+        broken = [e.nodeid for e in entries if e.outcome in BROKEN_OUTCOMES or e.partial]
         if broken:
             more = f" and {len(broken) - _NAMED} more" if len(broken) > _NAMED else ""
             return (f"{len(broken)} measured test(s) errored or were interrupted: "

@@ -43,11 +43,11 @@ from typing import Any, overload
 from pytest_energy.entry import Entry
 from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.results import (
+    BROKEN_SQL,
     HistoryQuery,
-    ResultRow,
     history_query,
     insert_results,
-    is_incomplete,
+    result_rows,
     rows_for,
     run_range,
 )
@@ -132,10 +132,7 @@ class Storage:
         ``run.status`` says (see module doc).
         """
         self._check_writable()
-        identities = meter_identities or {}
-        rows = [ResultRow(entry.nodeid, entry.to_json(), identities.get(entry.nodeid))
-                for entry in entries]
-        status = INCOMPLETE if any(is_incomplete(row.data) for row in rows) else run.status
+        rows, status = result_rows(entries, meter_identities or {}, run.status)
         with self._errors("saving the run"), immediate_transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO runs (name, created, commit_sha, dirty, branch, fingerprint, "
@@ -176,7 +173,7 @@ class Storage:
             self._db.execute(
                 "UPDATE runs SET status = ? WHERE id = ? AND status = ? AND NOT EXISTS "
                 "(SELECT 1 FROM results WHERE results.id BETWEEN ? AND ? AND "
-                "(results.outcome IN ('error', 'interrupted')))",
+                "(results.outcome IN " + BROKEN_SQL + "))",
                 (status, run_id, INCOMPLETE, *run_range(run_id)))
 
     def vacuum(self) -> int:
@@ -262,17 +259,6 @@ class Storage:
         for start in range(0, len(ids), _IN_CHUNK):
             out.extend(self._history(ids[start:start + _IN_CHUNK], query, limit_runs))
         return out
-
-    def entries_by_test(self, nodeids: Iterable[str], fingerprint: str, status: str,
-                        limit_runs: int) -> tuple[dict[str, list[Entry]], int]:
-        """nodeid -> its entries in the newest ``limit_runs`` runs with ``status`` on
-        ``fingerprint``'s machine, newest first, and how many runs they come from."""
-        by_test: dict[str, list[Entry]] = {}
-        pairs = self.history(nodeids, fingerprint=fingerprint, status=status,
-                             limit_runs=limit_runs)
-        for _run, entry in pairs:
-            by_test.setdefault(entry.nodeid, []).append(entry)
-        return by_test, len({run.id for run, _entry in pairs})
 
     def _history(self, ids: list[str] | None, query: HistoryQuery,
                  limit_runs: int | None) -> list[tuple[RunInfo, Entry]]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pytest_energy.history.location import StorageLocation
     from pytest_energy.history.runs import NewRun, RunInfo
 
-__all__ = ["HistoryStore", "run_by_ref"]
+__all__ = ["HistoryStore", "entries_by_test", "run_by_ref"]
 
 
 class HistoryStore(Protocol):
@@ -94,11 +94,6 @@ class HistoryStore(Protocol):
                 ) -> list[tuple[RunInfo, Entry]]:
         """(run, entry) pairs, newest run first per test, for some tests."""
 
-    def entries_by_test(self, nodeids: Iterable[str], fingerprint: str, status: str,
-                        limit_runs: int) -> tuple[dict[str, list[Entry]], int]:
-        """nodeid -> its entries in the newest ``limit_runs`` runs with ``status`` on
-        ``fingerprint``'s machine, and how many runs they come from."""
-
 
 def run_by_ref(store: HistoryStore, ref: str, by_id: Callable[[int], RunInfo | None], *,
                fingerprint: str | None, complete_only: bool) -> RunInfo | None:
@@ -110,3 +105,15 @@ def run_by_ref(store: HistoryStore, ref: str, by_id: Callable[[int], RunInfo | N
     found = store.runs(fingerprint=fingerprint, name=None if ref == LATEST else ref,
                        limit=1, complete_only=complete_only)
     return found[0] if found else None
+
+
+def entries_by_test(store: HistoryStore, nodeids: Iterable[str], fingerprint: str,
+                    status: str, limit_runs: int) -> tuple[dict[str, list[Entry]], int]:
+    """nodeid -> its entries in the newest ``limit_runs`` runs with ``status`` on
+    ``fingerprint``'s machine, newest first, and how many runs they come from."""
+    by_test: dict[str, list[Entry]] = {}
+    pairs = store.history(nodeids, fingerprint=fingerprint, status=status,
+                          limit_runs=limit_runs)
+    for _run, entry in pairs:
+        by_test.setdefault(entry.nodeid, []).append(entry)
+    return by_test, len({run.id for run, _entry in pairs})
