@@ -15,7 +15,8 @@ step times come from :mod:`pytest_energy.measure.tracker`. This module runs it:
    taken again after one more unit.
 3. **Stop** after the budget with two whole phase sets (the accuracy check needs two
    independent estimates), extending a default max_time up to
-   :data:`CAP_FACTOR` times it (at most :data:`HARD_CAP_S`), never past that.
+   :data:`~pytest_energy.measure.windows.STRETCH_FACTOR` times it (at most
+   :data:`HARD_CAP_S`), never past that.
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ from pytest_energy.measure.sampling import (
 )
 from pytest_energy.measure.statistics import whole_set_groups
 from pytest_energy.measure.tracker import StepTracker
-from pytest_energy.measure.windows import TrialCount, budget_text, plural, record_trials
+from pytest_energy.measure.windows import (
+    STRETCH_FACTOR,
+    TrialCount,
+    budget_text,
+    plural,
+    record_trials,
+)
 
 ALIGNED_MIN_PERIOD_S = 0.005  # counters stepping faster get plain windows
 PARTIAL_COVERAGE = "partial sensor coverage:"
@@ -55,10 +62,9 @@ CALIBRATION_S = 0.25
 """Calls are timed for about this long before the plan is chosen (pattern detection)."""
 CALIBRATION_MAX_S = 0.6
 CALIBRATION_CALLS = 36
-CAP_FACTOR = 3.0
 HARD_CAP_S = 8.0
-"""A default max_time stretches to this many times itself (at most HARD_CAP_S) to get
-two whole phase sets."""
+"""A default max_time stretches to STRETCH_FACTOR times itself, at most this long, to
+get two whole phase sets."""
 MAX_BLOCKS = 256
 MIN_SETS = 2
 AMBIGUOUS_RETRIES = 4
@@ -167,7 +173,7 @@ class AlignedWindows:
         group = detect_group(seconds)
         unit = unit_seconds(seconds, group)
         budget = self.max_time_s
-        cap = min(CAP_FACTOR * budget, max(budget, HARD_CAP_S)) if self.cover else budget
+        cap = min(STRETCH_FACTOR * budget, max(budget, HARD_CAP_S)) if self.cover else budget
         shape = self._shape(period, unit, group, seconds, cap - (self.reader.seconds() - begin))
         result.plan, result.step_period_s = Plan.PHASE_ALIGNED, period
         result.sensor_window_s = self.sensor_window_s
@@ -274,25 +280,21 @@ class AlignedWindows:
         units.until(first + (shape.steps - 1) * tracker.period_s + tracker.guard_s)
         end = self._unambiguous_read(units, run)
         run.last_block_s = reader.seconds() - started
-        if ref is None or end is None:  # reads kept landing on steps: not a sample
-            tracker.missed()
-            run.missed += 1
-            run.phases.insert(0, phase)
-            return True
-        window = end.before_s - ref.after_s
-        steps = tracker.grid.steps_between(ref.after_s, end.before_s)
-        joules = reader.deltas(ref.values, end.values, window)
-        if steps and sum(joules.values()) <= 0:
-            # the expected step did not come (it wandered past the read): not a
-            # sample; widen the guard and re-anchor before the next block
-            tracker.missed()
-            run.missed += 1
-            run.phases.insert(0, phase)
-            return True
-        result.trials.append(Trial(
-            calls=len(units.latencies), window_s=window, joules=joules,
-            latencies_ns=list(units.latencies), counted_steps=steps,
-            phase_set=(set_index, size), phase=phase))
+        if ref is not None and end is not None:
+            window = end.before_s - ref.after_s
+            steps = tracker.grid.steps_between(ref.after_s, end.before_s)
+            joules = reader.deltas(ref.values, end.values, window)
+            if not steps or sum(joules.values()) > 0:
+                result.trials.append(Trial(
+                    calls=len(units.latencies), window_s=window, joules=joules,
+                    latencies_ns=list(units.latencies), counted_steps=steps,
+                    phase_set=(set_index, size), phase=phase))
+                return True
+        # not a sample: reads kept landing on steps, or the expected step did not come
+        # (it wandered past the read); widen the guard, re-anchor, measure it again
+        tracker.missed()
+        run.missed += 1
+        run.phases.insert(0, phase)
         return True
 
     def _unambiguous_read(self, units: Units, run: _Run) -> Reading | None:
@@ -329,8 +331,6 @@ class AlignedWindows:
         if not any(t.counted_steps for t in blocks):
             return (f"no window spanned a step of the {run.tracker.period_s * 1e3:.3g} ms "
                     f"{self._name} counter: raise max_time")
-        if any(t.counted_steps and t.total_joules <= 0 for t in blocks):
-            return f"meter {self._name!r} stepped during a window but reported no energy"
         return None
 
     def _reason(self, run: _Run, blocks: int, whole: int, spent: float) -> str:

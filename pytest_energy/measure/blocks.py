@@ -31,24 +31,31 @@ class Units:
     value: Any = None
     latencies: list[int] = field(default_factory=list)
 
-    def call(self) -> None:
+    def call(self) -> int:
+        """One timed call; returns the clock (ns) when it ended."""
         clock, sync = self.reader.clock, self.reader.sync
         start = clock()
         self.value = self.fn()
         if sync is not None:
             sync()
-        self.latencies.append(clock() - start)
+        end = clock()
+        self.latencies.append(end - start)
         self.calls += 1
+        return end
 
-    def unit(self) -> None:
+    def unit(self) -> int:
+        """One whole unit; returns the clock (ns) when its last call ended."""
+        end = 0
         for _ in range(self.group):
-            self.call()
+            end = self.call()
+        return end
 
     def until(self, time_s: float) -> None:
-        """Whole units until the clock reaches ``time_s`` (at least one unit)."""
-        self.unit()
-        while self.reader.seconds() < time_s:
-            self.unit()
+        """Whole units until the clock reaches ``time_s`` (at least one unit), judged on
+        the last call's own end time: no clock read of its own between calls."""
+        limit_ns = time_s * 1e9
+        while self.unit() < limit_ns:
+            pass
 
     def align(self) -> int:
         """Calls to the next unit boundary (between blocks, unmeasured)."""

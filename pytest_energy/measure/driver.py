@@ -268,8 +268,7 @@ class Measurer:
         seconds = elapsed / 1e9
         trial = Trial(calls=1, window_s=seconds,
                       joules=reader.calls_energy(before, after, seconds),
-                      latencies_ns=[elapsed], items=items,
-                      read_s=max(before.took_s, after.took_s))
+                      latencies_ns=[elapsed], items=items)
         add_window(result, trial, reader)
         result.trials_reason = (f"{plural(len(result.trials), 'trial')}: one per "
                                 "energy.measure() block")

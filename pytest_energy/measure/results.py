@@ -52,7 +52,6 @@ class Trial:
     # unit (aligned plan, see measure.sampling)
     phase_set: tuple[int, int] | None = None
     phase: float | None = None
-    read_s: float = 0.0  # the slower of the window's two meter reads
 
     @property
     def total_joules(self) -> float:

@@ -251,7 +251,7 @@ def run_window(fn: Callable[[], Any], calls: int, reader: MeterReader,
     after = reader.bracketed_read()
     return value, Trial(calls=done, window_s=window_s,
                         joules=reader.calls_energy(before, after, window_s),
-                        latencies_ns=latencies, read_s=max(before.took_s, after.took_s))
+                        latencies_ns=latencies)
 
 
 def add_window(result: EnergyResult, trial: Trial, reader: MeterReader) -> None:
