@@ -33,7 +33,6 @@ from pytest_energy.measure import Measurer
 from pytest_energy.measure.reference import session_pool
 from pytest_energy.meters.base import MeterError
 from pytest_energy.meters.loader import MeterPool, domains_of
-from pytest_energy.meters.locks import set_wait_timeout
 from pytest_energy.options import MARKER_NAME
 from pytest_energy.report.details import details_section, user_properties
 from pytest_energy.session import (
@@ -166,7 +165,6 @@ def choose_meter(state: ItemState, session: EnergySession) -> Measurer:
         state.problem = choice.error
         pytest.fail(f"{state.config.nodeid}: {choice.error}", pytrace=False)
     device = state.config.device if state.config.device != "auto" else choice.device
-    set_wait_timeout(session.config.lock_timeout)  # --energy-lock-timeout, per process
     return Measurer(choice.meter, device=device, meter_note=choice.note,
                     read_timeout_s=session.config.read_timeout, sync=state.config.sync,
                     idle_baseline=session.config.idle_baseline,

@@ -27,6 +27,7 @@ from pytest_energy.measure.driver import Measurer
 from pytest_energy.meters.base import MeterError
 from pytest_energy.meters.guard import DEFAULT_READ_TIMEOUT_S
 from pytest_energy.meters.loader import MeterPool
+from pytest_energy.meters.locks import set_wait_timeout
 
 if TYPE_CHECKING:  # the settings are read, never imported at run time
     from pytest_energy.options import SessionConfig
@@ -61,9 +62,11 @@ class PoolOwner(Protocol):
 
 def session_pool(session: PoolOwner) -> MeterPool:
     """The session's meters, created on first use: by the first measured test, or by
-    the reference workload on a process that measured nothing (the xdist controller)."""
+    the reference workload on a process that measured nothing (the xdist controller).
+    Creating it applies ``--energy-lock-timeout`` to this process's device locks."""
     if session.pool is None:
         config = session.config
+        set_wait_timeout(config.lock_timeout)
         session.pool = MeterPool(config.meter, watts_per_core=config.estimate_watts_per_core,
                                  require_hardware=config.require_hardware)
     return session.pool
