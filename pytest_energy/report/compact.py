@@ -68,11 +68,9 @@ def _budget(entry: Entry, _style: Style) -> str:
 
 
 def _per_1k(entry: Entry, _style: Style) -> str:
-    from pytest_energy.rightsizing.base import finite, wh_per_1000_items
-    from pytest_energy.rightsizing.carbon import format_wh
+    from pytest_energy.rightsizing.summary import wh_cell
 
-    wh = finite(entry.wh_per_1000_items)
-    return format_wh(wh if wh is not None else wh_per_1000_items(finite(entry.joules_per_item)))
+    return wh_cell(entry)
 
 
 def _latency(stat: str) -> Callable[[Entry, Style], str]:

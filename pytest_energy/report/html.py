@@ -36,7 +36,7 @@ from pytest_energy.report.summary import (
     summary_rows,
 )
 from pytest_energy.rightsizing import RightsizingOptions, summary_columns, summary_lines
-from pytest_energy.rightsizing.base import finite, wh_per_1000_items
+from pytest_energy.rightsizing.base import entry_wh_per_1000_items
 
 MAX_LABELS = 12  # right-sizing groups first, then single tests, up to this many
 MAX_CHARTS = 40  # right-sizing charts; the other groups get one line each
@@ -49,11 +49,6 @@ def _max_use(entry: Entry) -> float | None:
     return max(uses) if uses else None
 
 
-def _wh(entry: Entry) -> float | None:
-    wh = finite(entry.wh_per_1000_items)
-    return wh if wh is not None else wh_per_1000_items(finite(entry.joules_per_item))
-
-
 #: The numeric value each numeric column sorts by (its cell shows it formatted).
 SORT_VALUES: dict[str, Callable[[Entry], float | None]] = {
     "J/call": lambda e: e.joules_per_call,
@@ -63,7 +58,7 @@ SORT_VALUES: dict[str, Callable[[Entry], float | None]] = {
     "calls": lambda e: float(e.calls),
     "budget use": _max_use,
     "rating": lambda e: None if e.rating is None else float(e.rating),
-    "per 1k items": _wh,
+    "per 1k items": entry_wh_per_1000_items,
 }
 
 

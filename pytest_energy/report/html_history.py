@@ -14,7 +14,6 @@ three baseline runs the gate measured no run-to-run spread, so there is no band.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pytest_energy.entry import Entry
 from pytest_energy.history.gate_compare import decide, load
 from pytest_energy.history.location import StorageLocation, storage_location
 from pytest_energy.history.machine import fingerprint, machine_identity, with_cpu_model
+from pytest_energy.history.runrecord import now
 from pytest_energy.history.runs import RunInfo
 from pytest_energy.history.storage import StorageError, db_path, open_storage
 from pytest_energy.history.store import HistoryStore
@@ -142,10 +142,6 @@ def run_trends(location: StorageLocation, entries: Sequence[Entry],
     return Trends(build_trends(earlier, entries, "this run", result),
                   f"{len(earlier)} earlier complete run(s) of this machine from "
                   f"{location.display}, then this run")
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def write_run_html(path: str, run: RunReport, meter: Mapping[str, Any],

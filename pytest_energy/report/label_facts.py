@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_energy.entry import Entry, RatingRule, Verdict
-from pytest_energy.rightsizing.base import ITEMS_PER_LABEL, J_PER_WH, finite
+from pytest_energy.rightsizing.base import (
+    entry_wh_per_1000_items,
+    finite,
+    wh_per_1000_items,
+)
 from pytest_energy.rightsizing.carbon import format_wh
 
 #: Domains a CPU-side meter reads: their hardware is the machine's CPU.
@@ -87,14 +91,10 @@ def label_problem(entry: Entry) -> str | None:
 def energy_per_1000(entry: Entry) -> tuple[float | None, str]:
     """Wh per 1,000 items, or per 1,000 calls when the test declared no items: the
     entry's own ``wh_per_1000_items`` when the run set it, else from its joules."""
-    wh = finite(entry.wh_per_1000_items)
+    wh = entry_wh_per_1000_items(entry)
     if wh is not None:
         return wh, "items"
-    per_item = finite(entry.joules_per_item)
-    if per_item is not None:
-        return per_item * ITEMS_PER_LABEL / J_PER_WH, "items"
-    per_call = finite(entry.joules_per_call)
-    return (None if per_call is None else per_call * ITEMS_PER_LABEL / J_PER_WH), "calls"
+    return wh_per_1000_items(finite(entry.joules_per_call)), "calls"
 
 
 def rating_note(entry: Entry) -> str:

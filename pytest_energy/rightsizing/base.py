@@ -104,6 +104,13 @@ def wh_per_1000_items(joules_per_item: float | None) -> float | None:
     return None if joules_per_item is None else joules_per_item * ITEMS_PER_LABEL / J_PER_WH
 
 
+def entry_wh_per_1000_items(entry: Entry) -> float | None:
+    """A test's Wh per 1,000 items: the value the run set (``wh_per_1000_items``), else
+    from its joules per item."""
+    wh = finite(entry.wh_per_1000_items)
+    return wh if wh is not None else wh_per_1000_items(finite(entry.joules_per_item))
+
+
 #: How many names one note or line lists before "and N more": a group of 300 variants
 #: must not print a 1,500-character note (the JSON report keeps every variant's row).
 MAX_NAMED = 5

@@ -13,7 +13,7 @@ from typing import Any
 from pytest_energy.entry import Entry, RatingRule
 from pytest_energy.parsers import RATING_RULE_AUTO
 from pytest_energy.report.cells import energy
-from pytest_energy.rightsizing.base import RightsizingOptions, finite, wh_per_1000_items
+from pytest_energy.rightsizing.base import RightsizingOptions, entry_wh_per_1000_items
 from pytest_energy.rightsizing.carbon import format_mass, format_money, format_wh
 from pytest_energy.rightsizing.ratings import MIN_GROUP_FOR_RANGE, NOISE_FLOOR
 
@@ -52,11 +52,9 @@ def _carbon_headers(labels: Sequence[str], carbon: Mapping[str, Any] | None) -> 
         [f"cost{label}" for label in labels] if has_cost else [])
 
 
-def _wh_cell(entry: Entry) -> str:
-    wh = finite(entry.wh_per_1000_items)
-    if wh is None:
-        wh = wh_per_1000_items(finite(entry.joules_per_item))
-    return format_wh(wh)
+def wh_cell(entry: Entry) -> str:
+    """The "per 1k items" cell: a test's Wh per 1,000 items, formatted."""
+    return format_wh(entry_wh_per_1000_items(entry))
 
 
 def summary_columns(entries: Sequence[Entry], carbon: Mapping[str, Any] | None
@@ -71,7 +69,7 @@ def summary_columns(entries: Sequence[Entry], carbon: Mapping[str, Any] | None
     """
     headers = ["per 1k items", "rated by", *_carbon_headers(["/call", "/1k items"], carbon)]
     by_id = {str(t["nodeid"]): t for t in (carbon or {}).get("tests", [])}
-    rows = [[_wh_cell(entry), str(entry.rating_rule or "-"),
+    rows = [[wh_cell(entry), str(entry.rating_rule or "-"),
              *_carbon_cells(by_id.get(entry.nodeid, {}), ["per_call", "per_1000_items"], carbon)]
             for entry in entries]
     return headers, rows
