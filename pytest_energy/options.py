@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from pytest_energy import parsers  # the value parsers of the rows: parsers.parse_*
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.history.location import StorageLocation, is_postgres_url, storage_location
 from pytest_energy.parsers import PRINT_ONLY, RATING_RULE_AUTO, Parser
 from pytest_energy.report.columns import parse_columns
 
@@ -350,23 +348,6 @@ def resolve_setting(setting: Setting, config: pytest.Config,
     if cli is not None:  # getini is not needed (and not looked up) when the CLI decides
         return Resolved(cli, setting.cli)
     return resolve_value(setting, None, environ, config.getini(setting.ini))
-
-
-def resolve_storage_dir(resolved: Resolved, *, invocation_dir: Path, rootdir: Path
-                        ) -> Path | StorageLocation:
-    """Relative storage paths: from the invocation dir for CLI/env, the rootdir for ini.
-
-    Like pytest's ``cache_dir``: an ini value is written relative to the project, a
-    command-line value relative to where the user typed it. A PostgreSQL URL is
-    relative to nothing: it comes back as a :class:`StorageLocation`.
-    """
-    if is_postgres_url(resolved.value):
-        return storage_location(str(resolved.value))
-    path = Path(str(resolved.value)).expanduser()
-    if path.is_absolute():
-        return path
-    base = invocation_dir if resolved.source.startswith(("--", "environment")) else rootdir
-    return base / path
 
 
 class SessionConfig:

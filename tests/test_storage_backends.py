@@ -20,12 +20,12 @@ import pytest
 from pg_support import admin, pg_database_fixture, pg_url_fixture, with_schema  # noqa: F401
 
 from pytest_energy.entry import Entry
-from pytest_energy.history.location import StorageLocation, storage_location
+from pytest_energy.history.location import StorageLocation, resolve_storage_dir, storage_location
 from pytest_energy.history.pg_schema import SCHEMA_VERSION, glob_regex
 from pytest_energy.history.runs import INCOMPLETE, PASSED, NewRun
 from pytest_energy.history.storage import HistoryStore, StorageError, open_storage
 from pytest_energy.history.store import entries_by_test
-from pytest_energy.options import Resolved, resolve_storage_dir
+from pytest_energy.options import Resolved
 
 FP_A, FP_B = "a" * 16, "b" * 16
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import iniconfig
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.history.location import StorageLocation
-from pytest_energy.options import SETTINGS_BY_NAME, resolve_storage_dir, resolve_value
+from pytest_energy.history.location import StorageLocation, resolve_storage_dir
+from pytest_energy.options import SETTINGS_BY_NAME, resolve_value
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_energy.errors import EnergyConfigError
-from pytest_energy.options import GATE_SETTINGS, Resolved, resolve_setting, resolve_storage_dir
+from pytest_energy.options import GATE_SETTINGS, Resolved, resolve_setting
 from pytest_energy.parsers import parse_thresholds
 
 # Given on the command line without --energy-compare, these are a mistake worth stopping for.
@@ -32,6 +32,8 @@ def gate_arguments(config: pytest.Config, environ: Mapping[str, str] | None = No
     _check_needs_compare(values)
     if not any(values[name].value for name in _ACTIVATING):
         return None
+    from pytest_energy.history.location import resolve_storage_dir  # only when gated
+
     thresholds = values["compare_fail"].value
     if isinstance(thresholds, str):  # the default, parsed only when the gate is used
         thresholds = parse_thresholds(thresholds, argument="compare_fail")

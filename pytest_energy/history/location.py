@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from pytest_energy.options import Resolved
 
 __all__ = ["POSTGRES_SCHEMES", "StorageLocation", "is_postgres_url", "storage_location"]
 
@@ -93,9 +97,26 @@ class StorageLocation:
 def storage_location(value: str | Path | StorageLocation) -> StorageLocation:
     """A location from a Path (a directory), a string (a PostgreSQL URL, else a
     directory) or a location (as it is). Relative directories stay relative: resolving
-    them is the caller's job (see ``options.resolve_storage_dir``)."""
+    them is the caller's job (see :func:`resolve_storage_dir`)."""
     if isinstance(value, StorageLocation):
         return value
     if isinstance(value, str) and is_postgres_url(value):
         return StorageLocation(url=value.strip())
     return StorageLocation(directory=Path(value))
+
+
+def resolve_storage_dir(resolved: Resolved, *, invocation_dir: Path, rootdir: Path
+                        ) -> Path | StorageLocation:
+    """Relative storage paths: from the invocation dir for CLI/env, the rootdir for ini.
+
+    Like pytest's ``cache_dir``: an ini value is written relative to the project, a
+    command-line value relative to where the user typed it. A PostgreSQL URL is
+    relative to nothing: it comes back as a :class:`StorageLocation`.
+    """
+    if is_postgres_url(resolved.value):
+        return storage_location(str(resolved.value))
+    path = Path(str(resolved.value)).expanduser()
+    if path.is_absolute():
+        return path
+    base = invocation_dir if resolved.source.startswith(("--", "environment")) else rootdir
+    return base / path

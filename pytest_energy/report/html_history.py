@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_energy.entry import Entry
 from pytest_energy.history.gate_compare import decide, load
-from pytest_energy.history.location import StorageLocation, storage_location
+from pytest_energy.history.location import StorageLocation, resolve_storage_dir, storage_location
 from pytest_energy.history.machine import fingerprint, machine_identity, with_cpu_model
 from pytest_energy.history.runrecord import now
 from pytest_energy.history.runs import RunInfo
 from pytest_energy.history.storage import StorageError, db_path, open_storage
 from pytest_energy.history.store import HistoryStore
-from pytest_energy.options import SETTINGS_BY_NAME, resolve_setting, resolve_storage_dir
+from pytest_energy.options import SETTINGS_BY_NAME, resolve_setting
 from pytest_energy.parsers import parse_thresholds
 from pytest_energy.report.html import GateView, HtmlReport, write_html
 from pytest_energy.report.html_charts import Trend, TrendPoint
