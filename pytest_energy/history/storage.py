@@ -34,7 +34,6 @@ Why these choices:
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -69,6 +68,7 @@ from pytest_energy.history.sqlite import (
     sqlite_errors,
 )
 from pytest_energy.history.store import HistoryStore, run_by_ref
+from pytest_energy.report.jsonreport import create_new_file
 
 __all__ = ["DB_NAME", "DEFAULT_DIR", "GITIGNORE", "HistoryStore", "Storage", "StorageError",
            "StorageLocation", "db_path", "open_storage", "storage_location"]
@@ -357,13 +357,8 @@ def _make_directory(directory: Path) -> None:
     by that name (a link included, never followed), is left alone."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            descriptor = os.open(directory / ".gitignore", flags, 0o666)
-        except FileExistsError:
-            return
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(GITIGNORE)
+        with contextlib.suppress(FileExistsError):
+            create_new_file(directory / ".gitignore", GITIGNORE)
     except OSError as exc:
         raise StorageError(f"cannot create the history directory {directory}: "
                            f"{exc.strerror or exc}; check --energy-storage") from None

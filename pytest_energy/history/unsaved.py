@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_energy.history.location import StorageLocation
-from pytest_energy.report.jsonreport import _umask
+from pytest_energy.report.jsonreport import create_new_file, synced_file
 
 UNSAVED_DIR = ".energy-unsaved"
 GITIGNORE = "# created by pytest-energy: results not yet saved to the history\n*\n"
@@ -81,11 +81,8 @@ def _real_directory(directory: Path) -> None:
     """Create the directory (and its .gitignore) or accept an existing real one."""
     with contextlib.suppress(FileExistsError):
         directory.mkdir(parents=True)  # the umask decides its mode
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with contextlib.suppress(OSError), \
-                os.fdopen(os.open(directory / ".gitignore", flags, 0o666), "w",
-                          encoding="utf-8") as handle:
-            handle.write(GITIGNORE)
+        with contextlib.suppress(OSError):
+            create_new_file(directory / ".gitignore", GITIGNORE)
     if not stat.S_ISDIR(os.lstat(directory).st_mode):
         raise OSError(errno.ENOTDIR, "not a directory (a symbolic link is not followed)",
                       str(directory))
@@ -97,28 +94,18 @@ def write_new(target: Path, text: str) -> bool:
     file system has no hard links, created exclusively and written in place."""
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        _write(fd, text)
+        with synced_file(fd) as handle:
+            handle.write(text)
         try:
             os.link(temp, target)  # atomic, and never replaces or follows what is there
         except FileExistsError:
             return False
         except OSError:  # no hard links here (some network or FAT file systems)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             try:
-                _write(os.open(target, flags, 0o666), text)
+                create_new_file(target, text)
             except FileExistsError:
                 return False
         return True
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp)
-
-
-def _write(fd: int, text: str) -> None:
-    """Write, sync and close ``fd`` with the mode the user's umask gives."""
-    if hasattr(os, "fchmod"):  # mkstemp makes it 0600 whatever the umask
-        os.fchmod(fd, 0o666 & ~_umask())
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())

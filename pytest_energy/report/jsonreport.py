@@ -129,18 +129,34 @@ def atomic_writer(path: str | os.PathLike[str], *, binary: bool = False) -> Iter
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp",
                                     dir=str(target.parent))
     try:
-        if hasattr(os, "fchmod"):  # mkstemp makes it 0600 whatever the umask
-            os.fchmod(fd, 0o666 & ~_umask())
-        with (os.fdopen(fd, "wb") if binary
-              else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+        with synced_file(fd, binary=binary) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def synced_file(fd: int, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """``fd`` as a file (text, UTF-8; or ``binary``) with the mode the user's umask
+    gives (mkstemp makes 0600 whatever the umask), synced to disk and closed when the
+    block ends: what every file pytest-energy writes goes through."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_umask())
+    with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def create_new_file(path: Path, text: str) -> None:
+    """Create ``path`` with ``text``, only where nothing (a link included, never
+    followed) has that name: FileExistsError otherwise."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with synced_file(os.open(path, flags, 0o666)) as handle:
+        handle.write(text)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
