@@ -152,12 +152,8 @@ class AlignedStatistics:
         whole (a partial set would weigh some phases twice against the error bar the
         whole sets give)."""
         counted = [t for t in result.trials if t.calls > 0 and t.counted_steps]
-        whole = [t for group in self._sets(counted) for t in group]
+        whole = [t for group in whole_set_groups(counted) for t in group]
         return whole or counted
-
-    @staticmethod
-    def _sets(trials: Sequence[Trial]) -> list[list[Trial]]:
-        return whole_set_groups(trials)
 
     @staticmethod
     def _pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
@@ -175,13 +171,14 @@ class AlignedStatistics:
 
     def compute(self, result: EnergyResult) -> EnergyStats:
         trials = self.usable(result)
-        groups = self._groups(trials)
+        sets = whole_set_groups(trials)
+        set_values = [self._pooled(result, group) for group in sets]
+        groups, values = self._values(result, trials, sets, set_values)
         idle = _idle_watts(result)
         per_call = self._pooled(result, trials)
-        values = [self._pooled(result, group) for group in groups]
         energy = sum(t.total_joules for t in trials)
         steps = sum(t.counted_steps or 0 for t in trials)
-        accuracy = self.accuracy(result, trials)
+        accuracy = self.accuracy(result, trials, set_values)
         spread = _spread(values)
         spread["cv"] = None if accuracy.relative is None else accuracy.relative / 2
         return EnergyStats(
@@ -198,21 +195,23 @@ class AlignedStatistics:
             accuracy=accuracy,
         )
 
-    def _groups(self, trials: list[Trial]) -> list[list[Trial]]:
-        """The trials behind each value: one value per whole set when there are enough,
-        else one per block (wider, but several values)."""
-        sets = self._sets(trials)
-        return sets if len(sets) >= SET_VALUES_FROM else [[t] for t in trials]
+    def _values(self, result: EnergyResult, trials: list[Trial], sets: list[list[Trial]],
+                set_values: list[float]) -> tuple[list[list[Trial]], list[float]]:
+        """The trials behind each value, and the values: one per whole set when there
+        are enough, else one per block (wider, but several values)."""
+        if len(sets) >= SET_VALUES_FROM:
+            return sets, set_values
+        return [[t] for t in trials], [self._pooled(result, [t]) for t in trials]
 
-    def accuracy(self, result: EnergyResult, trials: list[Trial]) -> Accuracy:
-        """The error bar: from whole phase sets (independent, each stratified) when
-        there are two or more, else from neighbouring blocks in phase order; plus the
-        lattice's systematic share."""
+    def accuracy(self, result: EnergyResult, trials: list[Trial],
+                 set_values: list[float]) -> Accuracy:
+        """The error bar: from the whole phase sets' values (independent, each
+        stratified) when there are two or more, else from neighbouring blocks in phase
+        order; plus the lattice's systematic share."""
         extra = result.sampling_residual
-        sets = self._sets(trials)
-        if len(sets) >= 2:
-            return Accuracy(accuracy_from_sets([self._pooled(result, s) for s in sets],
-                                               extra), f"{len(sets)} whole phase sets")
+        if len(set_values) >= 2:
+            return Accuracy(accuracy_from_sets(set_values, extra),
+                            f"{len(set_values)} whole phase sets")
         ordered = sorted(trials, key=lambda t: t.phase if t.phase is not None else 0.0)
         relative = accuracy_from_blocks([self._pooled(result, [t]) for t in ordered], extra)
         if relative is None:
