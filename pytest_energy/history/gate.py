@@ -367,9 +367,9 @@ class RegressionGate:
         if self._exit_hook is not None:
             self._exit_hook(functools.partial(confirm_status, self.storage_dir, saved.id,
                                               status))
-        self.result["saved"] = {"id": saved.id, "name": saved.name, "path": storage.display,
-                                "tests": saved.tests, "status": status,
-                                "created": saved.created}  # the report's run: for push
+        facts = ("id", "name", "tests", "created", "commit", "dirty", "branch")  # for push
+        self.result["saved"] = {**{key: getattr(saved, key) for key in facts},
+                                "path": storage.display, "status": status}
         self.infos.append(f"energy history: saved run {saved.label} ({saved.tests} tests, "
                           f"{saved.commit_label}, {status}) to {storage.display}")
 

@@ -65,6 +65,7 @@ class RunFacts:
     rootdir: Path
     environ: Mapping[str, str]
     created: str | None = None  # the gate's, when it saved the run
+    git: tuple[str | None, bool | None, str | None] | None = None  # the same (git_state)
 
 
 def run_record(facts: RunFacts) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def run_record(facts: RunFacts) -> dict[str, Any]:
     errored test), and push refuses it for the same reason.
     """
     machine = with_cpu_model(facts.machine)
-    commit, dirty, branch = git_state(facts.rootdir, facts.environ)
+    commit, dirty, branch = facts.git or git_state(facts.rootdir, facts.environ)
     return {
         "created": facts.created or now(), "name": facts.name, "commit": commit,
         "dirty": dirty, "branch": branch,

@@ -206,7 +206,8 @@ class RunReport:
             regressed=bool((compare or {}).get("regressions")),
             rootdir=gate.rootdir if gate is not None else Path(session.config.rootpath),
             environ=gate.environ if gate is not None else os.environ,
-            created=saved.get("created")))
+            created=saved.get("created"),
+            git=(saved["commit"], saved["dirty"], saved["branch"]) if saved else None))
 
     def _keep_unsaved(self, session: pytest.Session) -> None:
         """The gate could not save the run (exit 3 already): say where its results are
