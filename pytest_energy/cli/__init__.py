@@ -141,6 +141,10 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
                         help="runs to export (default: all)")
     export.add_argument("-o", "--output", help="write to this file (default: stdout)")
 
+    for name, sub in (("runs", runs), ("show", show), ("compare", compare),
+                      ("history", history), ("plot", plot), ("prune", prune),
+                      ("export", export)):
+        sub.set_defaults(handler=getattr(Cli, name))  # the method of that name
     add_label_parser(commands, run_ref)
     add_report_parser(commands, run_ref)
     add_transfer_parsers(commands)
@@ -183,9 +187,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     try:
         _fill_table_defaults(args)
         cli = Cli(find_storage(args.storage, os.environ, Path.cwd()), out, err)
-        handler = getattr(args, "handler", None)  # a command in its own module
-        result: int = (handler(cli, args) if handler is not None
-                       else getattr(cli, args.command)(args))
+        result: int = args.handler(cli, args)  # every command sets its handler
         return result
     except (CliError, StorageError, EnergyConfigError) as exc:
         err.write(clean(f"pytest-energy {args.command}: {exc}") + "\n")

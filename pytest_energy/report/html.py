@@ -29,11 +29,9 @@ from pytest_energy.report.html_charts import Trend, esc, rightsizing_chart, tren
 from pytest_energy.report.jsonreport import atomic_write_text
 from pytest_energy.report.label import group_label_svg, label_svg
 from pytest_energy.report.summary import (
-    RATING_COLUMN,
-    SUMMARY_HEADERS,
     meter_lines,
     summary_notes,
-    summary_rows,
+    summary_table_cells,
 )
 from pytest_energy.rightsizing import RightsizingOptions, summary_columns, summary_lines
 from pytest_energy.rightsizing.base import entry_wh_per_1000_items
@@ -151,13 +149,8 @@ def _gate_section(gate: GateView) -> str:
 
 def _headers_and_rows(report: HtmlReport) -> tuple[list[str], list[list[str]]]:
     """The full terminal summary's headers and cells (``-v``), extra columns included."""
-    rows = summary_rows(report.entries, "utf-8")
-    headers = list(SUMMARY_HEADERS)
-    extra_headers, extra_rows = summary_columns(report.entries, None)
-    headers[RATING_COLUMN:RATING_COLUMN] = extra_headers
-    for row, cells in zip(rows, extra_rows, strict=True):
-        row[RATING_COLUMN:RATING_COLUMN] = cells
-    return headers, rows
+    return summary_table_cells(report.entries, "utf-8",
+                               summary_columns(report.entries, None))
 
 
 def _cell(header: str, text: str, entry: Entry) -> str:

@@ -109,13 +109,12 @@ def summary_notes(entries: Sequence[Entry],
     return notes
 
 
-def render_summary(entries: Sequence[Entry], encoding: str | None = None,
-                   extra: tuple[list[str], list[list[str]]] | None = None,
-                   width: int | None = None) -> str:
-    """The full summary table and its notes (``-v``; the default is
-    :mod:`pytest_energy.report.compact`). ``extra`` = (headers, one row of cells per
-    entry) inserted after the rating column (per 1k items, rated by, carbon, cost).
-    The table is as wide as its cells; the notes wrap at ``width`` (None: never)."""
+def summary_table_cells(entries: Sequence[Entry], encoding: str | None,
+                        extra: tuple[list[str], list[list[str]]] | None = None
+                        ) -> tuple[list[str], list[list[str]]]:
+    """The full summary's headers and rows of cells, ``extra`` (headers, one row of
+    cells per entry) inserted after the rating column: the terminal's table and the HTML
+    report's."""
     rows = summary_rows(entries, encoding)
     headers = list(SUMMARY_HEADERS)
     if extra is not None:
@@ -123,6 +122,17 @@ def render_summary(entries: Sequence[Entry], encoding: str | None = None,
         headers[RATING_COLUMN:RATING_COLUMN] = extra_headers
         for row, cells in zip(rows, extra_rows, strict=True):
             row[RATING_COLUMN:RATING_COLUMN] = cells
+    return headers, rows
+
+
+def render_summary(entries: Sequence[Entry], encoding: str | None = None,
+                   extra: tuple[list[str], list[list[str]]] | None = None,
+                   width: int | None = None) -> str:
+    """The full summary table and its notes (``-v``; the default is
+    :mod:`pytest_energy.report.compact`). ``extra`` = (headers, one row of cells per
+    entry) inserted after the rating column (per 1k items, rated by, carbon, cost).
+    The table is as wide as its cells; the notes wrap at ``width`` (None: never)."""
+    headers, rows = summary_table_cells(entries, encoding, extra)
     if len(rows) > TABULATE_MAX_ROWS:
         table = plain_table(headers, rows)
     else:
