@@ -43,6 +43,7 @@ from pytest_energy.measure.sampling import (
     irregular,
     lattice,
     set_phases,
+    set_rotations,
     set_size,
 )
 from pytest_energy.measure.statistics import whole_set_groups
@@ -81,6 +82,7 @@ class _Run:
     cap_s: float
     rng: random.Random
     phases: list[float] = field(default_factory=list)
+    rotations: list[float] = field(default_factory=list)
     set_index: int = -1
     last_block_s: float = 0.0
     shaped_period_s: float = 0.0  # the period the shape was chosen for
@@ -89,7 +91,9 @@ class _Run:
     def next_phase(self) -> tuple[float, int, int]:
         if not self.phases:
             self.set_index += 1
-            self.phases = set_phases(self.shape.set_size, self.rng)
+            if not self.rotations:
+                self.rotations = set_rotations(self.rng)
+            self.phases = set_phases(self.shape.set_size, self.rotations.pop())
         return self.phases.pop(0), self.set_index, self.shape.set_size
 
     @property
@@ -196,9 +200,11 @@ class AlignedWindows:
         clean = period if declared is None else min(period, 2 * declared)
         odd = irregular(seconds, group)
         if odd:  # no pattern to align to: long blocks whose samples fall far from
-            # their start (a renewal process just started is not yet typical)
-            size = set_size(window, period, cap=2)
-            return Shape(unit, group, True, size, IRREGULAR_STEPS, period, 0.0, odd, period)
+            # their start (a renewal process just started is not yet typical). Where
+            # the samples land is then random whatever the phase: each block is an
+            # independent estimate (a set of one), and the error bar comes from all of
+            # them (sets of two once agreed by chance while their blocks did not)
+            return Shape(unit, group, True, 1, IRREGULAR_STEPS, period, 0.0, odd, period)
         if unit < period:
             blocks = max(2, int(room_s / (2 * period)))
             size = set_size(window, unit, cap=max(1, min(16, blocks // 3)))
@@ -227,7 +233,7 @@ class AlignedWindows:
     # ----- the loop ---------------------------------------------------------------------
     def _more(self, run: _Run, result: EnergyResult) -> bool:
         """Whether another block runs: until the budget with two whole sets; with a
-        default max_time, on while the error bar is wider than the accuracy limit;
+        default max_time, on until the error bar is settled (well inside the limit);
         never past the cap (a block that would end past it does not start)."""
         now = self.reader.seconds() - run.begin_s
         blocks = [t for t in result.trials if t.phase_set is not None]
@@ -240,7 +246,7 @@ class AlignedWindows:
         if not run.between_sets or len(whole_set_groups(blocks)) < self._sets_needed(run):
             return True  # finish the set (its blocks count only when whole), get enough
         accuracy = result.accuracy
-        return accuracy is not None and accuracy.doubtful
+        return accuracy is not None and not accuracy.settled
 
     @staticmethod
     def _sets_needed(run: _Run) -> int:
@@ -290,11 +296,18 @@ class AlignedWindows:
                     latencies_ns=list(units.latencies), counted_steps=steps,
                     phase_set=(set_index, size), phase=phase))
                 return True
-        # not a sample: reads kept landing on steps, or the expected step did not come
-        # (it wandered past the read); widen the guard, re-anchor, measure it again
-        tracker.missed()
+        # not a sample. Reads that kept landing on steps: the phase put the step where
+        # every read falls (a unit as long as the period, its step on a unit boundary),
+        # so its set is given up and the next one, at another rotation, starts; the
+        # guard stays (widening it once made most phases ambiguous and a whole test gave
+        # no number). The expected step did not come: it wandered past the read, so
+        # widen the guard, re-anchor, and measure the phase again.
         run.missed += 1
-        run.phases.insert(0, phase)
+        if ref is None or end is None:
+            run.phases.clear()
+        else:
+            tracker.missed()
+            run.phases.insert(0, phase)
         return True
 
     def _unambiguous_read(self, units: Units, run: _Run) -> Reading | None:
@@ -339,8 +352,8 @@ class AlignedWindows:
                   f"of {run.shape.set_size}, phase-aligned to the "
                   f"{run.tracker.period_s * 1e3:.3g} ms counter")
         if run.missed:
-            layout += (f" ({plural(run.missed, 'block')} measured again: the counter's "
-                       "steps wandered from where they were expected)")
+            layout += (f" ({plural(run.missed, 'block')} not counted: a read landed on a "
+                       "counter step, or a step wandered from where it was expected)")
         budget = budget_text(self.max_time_s, self.cover)
         if spent > run.budget_s * 1.05:
             return (f"{layout}, measured {spent:.2g} s (over {budget} for two whole sets "
