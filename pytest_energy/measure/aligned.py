@@ -296,18 +296,7 @@ class AlignedWindows:
                     latencies_ns=list(units.latencies), counted_steps=steps,
                     phase_set=(set_index, size), phase=phase))
                 return True
-        # not a sample. Reads that kept landing on steps: the phase put the step where
-        # every read falls (a unit as long as the period, its step on a unit boundary),
-        # so its set is given up and the next one, at another rotation, starts; the
-        # guard stays (widening it once made most phases ambiguous and a whole test gave
-        # no number). The expected step did not come: it wandered past the read, so
-        # widen the guard, re-anchor, and measure the phase again.
-        run.missed += 1
-        if ref is None or end is None:
-            run.phases.clear()
-        else:
-            tracker.missed()
-            run.phases.insert(0, phase)
+        _not_a_sample(run, phase, reads_landed_on_steps=ref is None or end is None)
         return True
 
     def _unambiguous_read(self, units: Units, run: _Run) -> Reading | None:
@@ -359,6 +348,21 @@ class AlignedWindows:
             return (f"{layout}, measured {spent:.2g} s (over {budget} for two whole sets "
                     f"and a checked accuracy, capped at {run.cap_s:.2g} s)")
         return f"{layout}, measured {spent:.2g} s, sized to {budget}"
+
+
+def _not_a_sample(run: _Run, phase: float, *, reads_landed_on_steps: bool) -> None:
+    """A block that gave no sample. Reads that kept landing on steps: the phase put
+    the step where every read falls (a unit as long as the period, its step on a unit
+    boundary), so its set is given up and the next one, at another rotation, starts;
+    the guard stays (widening it once made most phases ambiguous and a whole test gave
+    no number). The expected step did not come: it wandered past the read, so widen
+    the guard, re-anchor, and measure the phase again."""
+    run.missed += 1
+    if reads_landed_on_steps:
+        run.phases.clear()
+    else:
+        run.tracker.missed()
+        run.phases.insert(0, phase)
 
 
 def _timed_unit(run: _Run, result: EnergyResult) -> float:
