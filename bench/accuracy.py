@@ -3,7 +3,8 @@
 Run: ``python bench/accuracy.py`` for the plugin's own measuring code on realistic
 workloads (``bench/realistic.py``: mixed, jittered and long calls, unknown sensor
 windows, a period estimate 0.4% off, step jitter, slow reads, idle drift; error and
-calibration per cell, at least 40 random phases). ``python bench/accuracy.py
+calibration per cell, at least 40 random phases; ``--beyond``: harder workloads
+beyond issue 13's list, on their own). ``python bench/accuracy.py
 --idealised [--devices N] [--quick]`` instead compares simple plans on
 ``bench/sensor_sim.py``'s numpy sensor, for perfectly regular calls:
 
@@ -175,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--phases", type=int, default=40,
                         help="realistic: random phases per cell")
     parser.add_argument("--cells", default="*", help="realistic: fnmatch pattern of cells")
+    parser.add_argument("--beyond", action="store_true",
+                        help="realistic: workloads beyond issue 13's list, on their own")
     return parser
 
 
@@ -194,7 +197,8 @@ def _report(rows: list[list[str]], plans: list[str], devices: int, budget_s: flo
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.idealised:
-        return realistic.main(["--phases", str(args.phases), "--cells", args.cells])
+        return realistic.main(["--phases", str(args.phases), "--cells", args.cells,
+                               *(["--beyond"] if args.beyond else [])])
     devices = 40 if args.quick else args.devices
     plans = args.plans.split(",")
     began = time.perf_counter()

@@ -16,12 +16,14 @@ import pytest
 
 from pytest_energy.measure import Measurer
 from pytest_energy.measure.aligned import HARD_CAP_S, AlignedWindows
+from pytest_energy.measure.blocks import step_position
 from pytest_energy.measure.sampling import (
     ACCURACY_LIMIT,
     ROTATION_STRATA,
     Accuracy,
     accuracy_from_blocks,
     accuracy_from_sets,
+    cyclic_weights,
     detect_group,
     lattice,
     set_phases,
@@ -270,6 +272,66 @@ def test_a_unit_as_long_as_the_period_still_gives_a_number() -> None:
         outcome = realistic.run_one(cell, seed)
         assert outcome.error is not None, (seed, outcome.warnings)
         assert abs(outcome.error) <= 0.05 or outcome.flagged, (seed, outcome.error)
+
+
+def test_samples_weigh_their_share_of_the_unit() -> None:
+    assert cyclic_weights([0.1, 0.35, 0.6, 0.85]) == pytest.approx([0.25] * 4)
+    # a bunched pair shares its stretch; the lone sample holds the gap on both sides
+    assert cyclic_weights([0.9, 0.1, 0.12]) == pytest.approx([0.49, 0.11, 0.40])
+    assert sum(cyclic_weights([0.3, 0.31, 0.7, 0.05, 0.5])) == pytest.approx(1.0)
+    assert cyclic_weights([0.4]) == [1.0]
+
+
+def test_a_step_is_placed_by_the_calls_own_timing() -> None:
+    """Calls of 10 and 30 ms (a unit of two) from 1 s on: a step 25 ms in falls 15 ms
+    into the second call, 62.5% of the way through the unit."""
+    starts = [1_000_000_000, 1_010_000_000, 1_040_000_000, 1_050_000_000]
+    latencies = [10_000_000, 30_000_000, 10_000_000, 30_000_000]
+    assert step_position(1.025, starts, latencies, 2) == pytest.approx(0.625)
+    assert step_position(1.045, starts, latencies, 2) == pytest.approx(0.125)
+    assert step_position(1.025, starts, latencies, 1) == pytest.approx(0.5)
+    assert step_position(1.2, starts, latencies, 2) is None  # after the last call
+
+
+@pytest.mark.parametrize("seed", [79, 104])
+def test_jittered_calls_weigh_each_sample_where_it_fell(seed: int) -> None:
+    """45 ms calls with +-5% jitter: calls that ran long before the counted step moved
+    a sample off a power edge in every phase set of a test, the sets agreed, and the
+    result was 6.5% off under a +-2.1% bar (seeds 79 and 104 of the bench)."""
+    import realistic
+
+    cell = realistic.Cell("jitter", Workload((0.045,), "pulsed", jitter=0.05))
+    outcome = realistic.run_one(cell, seed)
+    assert outcome.error is not None
+    assert abs(outcome.error) <= 0.05 or outcome.flagged, (seed, outcome.error)
+
+
+@pytest.mark.parametrize("seed", [30, 59])
+def test_two_sets_that_agree_by_chance_do_not_end_the_measurement(seed: int) -> None:
+    """+-2 ms step jitter on 30 ms calls: two whole sets that agreed by chance stopped
+    these tests after 2.4-2.8 s under bars of +-0.9-1.3%, 5.7-5.9% off."""
+    import realistic
+
+    cell = realistic.Cell("chance", Workload((0.030,), "pulsed"),
+                          SensorModel(step_jitter_s=0.002, jitter_accumulates=True))
+    outcome = realistic.run_one(cell, seed)
+    assert outcome.error is not None
+    assert abs(outcome.error) <= 0.05 or outcome.flagged, (seed, outcome.error)
+    assert outcome.seconds > 5.0  # measured on towards the cap, not stopped at 3 s
+
+
+def test_slow_reads_do_not_make_every_block_wait_for_a_precise_step() -> None:
+    """Reads of up to 2 ms on 45 ms calls: every block first polled three periods for
+    a step seen within 0.5 ms, a test got one whole phase set, and every result was
+    flagged (+-19-27%) though within 2%."""
+    import realistic
+
+    cell = realistic.Cell("late reads", Workload((0.045,), "pulsed"),
+                          reads=ReadModel(read_s=1e-4, slow_p=1.0, slow_s=0.002))
+    for seed in (0, 1):
+        outcome = realistic.run_one(cell, seed)
+        assert outcome.error is not None and abs(outcome.error) <= 0.02, seed
+        assert not outcome.flagged, (seed, outcome.warnings)
 
 
 def test_blocks_of_irregular_calls_are_each_an_estimate() -> None:

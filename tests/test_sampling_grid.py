@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_energy.measure.grid import StepGrid, measure_grid, wait_for_step
+from pytest_energy.measure.grid import StepGrid, measure_grid, precise_step, wait_for_step
 from pytest_energy.measure.sampling import SET_TOLERANCE, coverage_imbalance, set_size
+from pytest_energy.measure.tracker import StepTracker
 
 
 # ----- polling for a step --------------------------------------------------------------
@@ -33,6 +34,39 @@ class FakeCounter:
         self.t += self.cost
         self.reads += 1
         return value
+
+
+def test_a_poll_whose_reads_are_all_slow_takes_the_best_step_after_its_patience():
+    """Reads of 2 ms never see a step within 0.5 ms: waiting the whole three periods
+    for one before every re-anchoring once took most of a test's time."""
+    steps = [0.1 * k for k in range(1, 10)]
+    counter = FakeCounter(steps, cost=2e-3)
+    got = precise_step(counter.read, counter.clock, timeout_s=0.3, max_resolution_s=5e-4,
+                       patience_s=0.15)
+    assert got is not None and got.resolution_s == pytest.approx(4e-3)
+    assert counter.t < 0.21  # two steps seen, not three periods of waiting
+    patient = FakeCounter(steps, cost=2e-3)
+    assert precise_step(patient.read, patient.clock, timeout_s=0.3,
+                        max_resolution_s=5e-4) is not None
+    assert patient.t >= 0.3
+    quick = FakeCounter(steps, cost=1e-4)  # a precise step is taken at once
+    got = precise_step(quick.read, quick.clock, timeout_s=0.3, max_resolution_s=5e-4,
+                       patience_s=0.15)
+    assert got is not None and got.time_s < 0.101
+
+
+def test_a_blurred_step_reanchors_the_grid_but_does_not_refit_the_period():
+    """Steps seen across 2 ms reads tilted the least-squares period by 1%, and a
+    1.1 s block then counted a step too many."""
+    tracker = StepTracker(reader=None, grid=StepGrid(0.0, 0.1),  # type: ignore[arg-type]
+                          observations=[0.0])
+    for k in (5, 10):
+        tracker._observe(0.1 * k)
+    assert tracker.period_s == pytest.approx(0.1)
+    tracker._observe(1.504, precise=False)  # 4 ms late
+    assert tracker.grid.ref_s == 1.504 and tracker.period_s == pytest.approx(0.1)
+    tracker._observe(2.004)  # the same lateness, seen precisely, refits
+    assert tracker.period_s > 0.1
 
 
 @given(step=st.floats(0.001, 0.2), cost=st.floats(2e-5, 5e-4))

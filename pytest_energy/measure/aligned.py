@@ -13,10 +13,11 @@ step times come from :mod:`pytest_energy.measure.tracker`. This module runs it:
    least twice the declared sensor window away (else calls run first, a *lead-in*);
    long units always lead in. A read within a guard of a step is ambiguous and is
    taken again after one more unit.
-3. **Stop** after the budget with two whole phase sets (the accuracy check needs two
-   independent estimates), extending a default max_time up to
+3. **Stop** after the budget; a default max_time stretches, up to
    :data:`~pytest_energy.measure.windows.STRETCH_FACTOR` times it (at most
-   :data:`HARD_CAP_S`), never past that.
+   :data:`HARD_CAP_S`) and never past that, until :data:`SETS_BEFORE_STOPPING` whole
+   phase sets agree well inside the accuracy limit (the check needs at least two
+   independent estimates, and two can agree by chance).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pytest_energy.measure.blocks import (
     Units,
     calibration_s,
     place_block,
+    step_position,
     unit_seconds,
 )
 from pytest_energy.measure.reader import MeterReader, Reading
@@ -67,7 +69,10 @@ HARD_CAP_S = 8.0
 """A default max_time stretches to STRETCH_FACTOR times itself, at most this long, to
 get two whole phase sets."""
 MAX_BLOCKS = 256
-MIN_SETS = 2
+SETS_BEFORE_STOPPING = 4
+"""Whole phase sets before measuring may stop short of the cap: a bar from two sets
+rests on one degree of freedom, and two sets that agreed by chance (0.1% apart, both 8%
+off jittered calls) once stopped a test at 3 s under a bar of +-0.1%."""
 AMBIGUOUS_RETRIES = 4
 IRREGULAR_STEPS = 5
 UNKNOWN_WINDOW_SPLIT = 4  # sets are sized as if an unknown window were 1/4 of the period
@@ -138,7 +143,7 @@ class AlignedWindows:
         self._calibrate(units)
         result.warmup_calls += units.calls
         calibration = list(units.latencies)
-        units.latencies.clear()
+        units.clear()
         tracker = StepTracker.start(reader, grid)
         if not reader.period_checked and not tracker.refresh(force=True):
             return None  # a second step, some periods later, corrects the period
@@ -232,8 +237,8 @@ class AlignedWindows:
 
     # ----- the loop ---------------------------------------------------------------------
     def _more(self, run: _Run, result: EnergyResult) -> bool:
-        """Whether another block runs: until the budget with two whole sets; with a
-        default max_time, on until the error bar is settled (well inside the limit);
+        """Whether another block runs: until the budget; with a default max_time, on
+        until enough whole sets give a settled error bar (well inside the limit);
         never past the cap (a block that would end past it does not start)."""
         now = self.reader.seconds() - run.begin_s
         blocks = [t for t in result.trials if t.phase_set is not None]
@@ -243,17 +248,10 @@ class AlignedWindows:
             return True
         if not self.cover:
             return False
-        if not run.between_sets or len(whole_set_groups(blocks)) < self._sets_needed(run):
+        if not run.between_sets or len(whole_set_groups(blocks)) < SETS_BEFORE_STOPPING:
             return True  # finish the set (its blocks count only when whole), get enough
         accuracy = result.accuracy
         return accuracy is not None and not accuracy.settled
-
-    @staticmethod
-    def _sets_needed(run: _Run) -> int:
-        """Independent estimates before the error bar is trusted: two whole sets, or
-        four single-block sets (one block's samples may land where another's did, and
-        two equal values would claim a precision they do not have)."""
-        return MIN_SETS + (2 if run.shape.set_size == 1 else 0)
 
     @staticmethod
     def _at_limit(run: _Run, blocks: int, now: float) -> bool:
@@ -278,7 +276,7 @@ class AlignedWindows:
         pause = start - reader.seconds()
         if pause > 0:
             self._sleep(pause)
-        units.latencies.clear()
+        units.clear()
         if lead_until is not None:
             units.until(lead_until)
         ref = self._unambiguous_read(units, run)
@@ -291,10 +289,11 @@ class AlignedWindows:
             steps = tracker.grid.steps_between(ref.after_s, end.before_s)
             joules = reader.deltas(ref.values, end.values, window)
             if not steps or sum(joules.values()) > 0:
+                position = _position(shape, steps, first, units)
                 result.trials.append(Trial(
                     calls=len(units.latencies), window_s=window, joules=joules,
                     latencies_ns=list(units.latencies), counted_steps=steps,
-                    phase_set=(set_index, size), phase=phase))
+                    phase_set=(set_index, size), phase=phase, position=position))
                 return True
         _not_a_sample(run, phase, reads_landed_on_steps=ref is None or end is None)
         return True
@@ -363,6 +362,13 @@ def _not_a_sample(run: _Run, phase: float, *, reads_landed_on_steps: bool) -> No
     else:
         run.tracker.missed()
         run.phases.insert(0, phase)
+
+
+def _position(shape: Shape, steps: int, step_s: float, units: Units) -> float | None:
+    """Where a short unit's one counted step fell, by the calls' own timing."""
+    if steps != 1 or shape.long:
+        return None
+    return step_position(step_s, units.starts, units.latencies, shape.group)
 
 
 def _timed_unit(run: _Run, result: EnergyResult) -> float:

@@ -30,6 +30,7 @@ class Units:
     calls: int = 0
     value: Any = None
     latencies: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # clock (ns) when each call began
 
     def call(self) -> int:
         """One timed call; returns the clock (ns) when it ended."""
@@ -40,8 +41,14 @@ class Units:
             sync()
         end = clock()
         self.latencies.append(end - start)
+        self.starts.append(start)
         self.calls += 1
         return end
+
+    def clear(self) -> None:
+        """Forget the timed calls (a block's own calls are timed afresh)."""
+        self.latencies.clear()
+        self.starts.clear()
 
     def unit(self) -> int:
         """One whole unit; returns the clock (ns) when its last call ended."""
@@ -114,6 +121,21 @@ def _long_offset(shape: Shape, period: float, guard_s: float, phase: float) -> f
         return phase * shape.spacing_s
     margin = min(DEGENERATE_MARGIN * guard_s, shape.spacing_s / 4)
     return margin + phase * (shape.spacing_s - 2 * margin)
+
+
+def step_position(step_s: float, starts_ns: list[int], latencies_ns: list[int],
+                  group: int) -> float | None:
+    """Where a counter step fell within its unit (a fraction), from the calls' own
+    timing; the calls began on a unit boundary. ``None`` when no whole unit of them
+    holds the step. Calls that ran longer or shorter than the unit's mean move the step
+    from its planned phase: this is where the sensor actually sampled."""
+    step_ns = step_s * 1e9
+    for first in range(0, len(starts_ns) - group + 1, group):
+        begin = starts_ns[first]
+        end = starts_ns[first + group - 1] + latencies_ns[first + group - 1]
+        if begin <= step_ns < end:
+            return (step_ns - begin) / (end - begin)
+    return None
 
 
 def unit_seconds(durations: list[float], group: int) -> float:

@@ -99,6 +99,7 @@ class _Poller:
     clock: Callable[[], float]
     limit_s: float
     max_resolution_s: float | None
+    patience_s: float | None = None  # then the most precise step seen will do
 
     def precise(self, step: Step) -> bool:
         return self.max_resolution_s is None or step.resolution_s <= self.max_resolution_s
@@ -107,9 +108,12 @@ class _Poller:
         return wait_for_step(self.read, self.clock, timeout_s=self.limit_s)
 
     def precise_step(self) -> Step | None:
-        """The first step seen precisely within ``limit_s``; if every read was slow, the
-        most precise step seen; ``None`` when the counter did not step."""
-        deadline = self.clock() + self.limit_s
+        """The first step seen precisely within ``limit_s`` (or ``patience_s``, when a
+        step was seen); if every read was slow, the most precise step seen; ``None``
+        when the counter did not step."""
+        start = self.clock()
+        deadline = start + self.limit_s
+        patience = deadline if self.patience_s is None else start + self.patience_s
         best: Step | None = None
         while True:
             step = wait_for_step(self.read, self.clock,
@@ -120,16 +124,18 @@ class _Poller:
                 return step
             if best is None or step.resolution_s < best.resolution_s:
                 best = step
-            if self.clock() >= deadline:
+            if self.clock() >= min(deadline, patience):
                 return best
 
 
 def precise_step(read: Callable[[], float], clock: Callable[[], float], *,
-                 timeout_s: float, max_resolution_s: float | None) -> Step | None:
+                 timeout_s: float, max_resolution_s: float | None,
+                 patience_s: float | None = None) -> Step | None:
     """The first counter step seen within ``max_resolution_s`` (a step seen across a
     slow read is passed over for the next), within ``timeout_s``; if every read was
-    slow, the most precise step seen; ``None`` when the counter did not step."""
-    return _Poller(read, clock, timeout_s, max_resolution_s).precise_step()
+    slow, the most precise step seen (after ``patience_s`` already); ``None`` when the
+    counter did not step."""
+    return _Poller(read, clock, timeout_s, max_resolution_s, patience_s).precise_step()
 
 
 def measure_grid(read: Callable[[], float], clock: Callable[[], float], *,

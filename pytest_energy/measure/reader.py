@@ -30,6 +30,10 @@ JUDGED_READS = 8
 """A meter is judged slow to read only on at least this many timed reads."""
 
 
+POLL_PATIENCE_PERIODS = 1.5
+"""A re-anchoring poll takes the most precise step seen after this many periods."""
+
+
 def default_guard(period_s: float) -> float:
     """Margin kept between a read and an expected counter step: 1% of the period, at
     least 0.2 ms (timing errors of the grid and of sleeps)."""
@@ -238,9 +242,13 @@ class MeterReader:
 
     def poll_step(self, period_s: float) -> Step | None:
         """A fresh step seen precisely (see :func:`~pytest_energy.measure.grid.precise_step`),
-        within three periods; ``None`` when the counter does not step."""
+        within three periods; ``None`` when the counter does not step. Reads that are
+        all slow blur every step alike: after a period and a half the most precise one
+        seen will do (the tracker's guard widens with it), instead of three periods of
+        waiting at every re-anchoring."""
         return precise_step(self._first_domain(), self.seconds, timeout_s=3 * period_s,
-                            max_resolution_s=step_resolution(period_s))
+                            max_resolution_s=step_resolution(period_s),
+                            patience_s=POLL_PATIENCE_PERIODS * period_s)
 
     def remember_period(self, period_s: float) -> None:
         """Replace the session's period estimate (refitted from a test's own steps)."""

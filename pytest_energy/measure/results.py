@@ -52,6 +52,8 @@ class Trial:
     # unit (aligned plan, see measure.sampling)
     phase_set: tuple[int, int] | None = None
     phase: float | None = None
+    # where its one counted step fell within a unit, timed by the calls (short units)
+    position: float | None = None
 
     @property
     def total_joules(self) -> float:

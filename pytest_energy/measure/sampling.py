@@ -23,7 +23,9 @@ how:
   (:func:`accuracy_from_sets`); successive sets draw their rotations from different
   strata (:func:`set_rotations`), so a few sets cannot all land on one flat stretch of
   the workload and agree by chance. With fewer than two whole sets the spread of
-  neighbouring blocks stands in (:func:`accuracy_from_blocks`). Measuring goes on
+  neighbouring blocks stands in (:func:`accuracy_from_blocks`). A set's samples weigh
+  their share of the unit where jittered calls moved them (:func:`cyclic_weights`).
+  Measuring goes on
   until the bar is well inside the limit (:attr:`Accuracy.settled`), not merely
   inside it.
 """
@@ -201,6 +203,21 @@ def set_phases(size: int, rotation: float) -> list[float]:
     ``rotation`` of their spacing, so each block's phase is uniform when the rotation is
     (an unbiased sample) and the set's are stratified (a precise one)."""
     return [(i + rotation) / size for i in range(size)]
+
+
+def cyclic_weights(positions: Sequence[float]) -> list[float]:
+    """Each position's share of a cyclic [0, 1): half the gap to each neighbour (equal
+    shares for evenly spaced positions). Weighing samples by it integrates a profile
+    sampled at uneven positions; equal weights would count a stretch twice where
+    jittered calls bunched a set's samples, and miss one where they spread."""
+    order = sorted(range(len(positions)), key=lambda i: positions[i] % 1.0)
+    ordered = [positions[i] % 1.0 for i in order]
+    weights = [0.0] * len(positions)
+    for rank, index in enumerate(order):
+        before = ordered[rank] - ordered[rank - 1]
+        after = ordered[(rank + 1) % len(ordered)] - ordered[rank]
+        weights[index] = (before % 1.0 + after % 1.0) / 2
+    return weights if len(positions) > 1 else [1.0]
 
 
 # ----- the error bar ---------------------------------------------------------------------

@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_energy.entry import Plan
-from pytest_energy.measure.sampling import Accuracy, accuracy_from_blocks, accuracy_from_sets
+from pytest_energy.measure.sampling import (
+    Accuracy,
+    accuracy_from_blocks,
+    accuracy_from_sets,
+    cyclic_weights,
+)
 
 if TYPE_CHECKING:
     from pytest_energy.measure.results import EnergyResult, Trial
 
+MIN_WEIGHED = 3
+"""Blocks a phase set needs before its samples are weighed by where they fell (two
+samples on a circle always weigh half each)."""
 SET_VALUES_FROM = 5
 """Phase-aligned results report one value per whole phase set from this many sets on,
 else one per window: a regression test needs several values, and three sets can never
@@ -156,12 +164,51 @@ class AlignedStatistics:
         return whole or counted
 
     @staticmethod
-    def _pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
+    def _weights(trials: Sequence[Trial]) -> list[float] | None:
+        """Each sample's share of the unit, for a phase set whose blocks each say where
+        their one step fell (``None``: every counted step weighs the same). Jittered
+        calls move samples off their planned phases, and equal weights then count some
+        stretch of the calls twice: every set of a test once read 6% low, its samples
+        bunched on the same side of a power edge."""
+        positions = [t.position for t in trials if t.counted_steps == 1]
+        if len(trials) < MIN_WEIGHED or len(positions) < len(trials):
+            return None
+        known = [p for p in positions if p is not None]
+        return cyclic_weights(known) if len(known) == len(trials) else None
+
+    def _power(self, result: EnergyResult, trials: Sequence[Trial]) -> float:
+        """The calls' mean power over the counted steps of ``trials`` (one phase set,
+        or the pool)."""
+        period = result.step_period_s
+        assert period is not None
+        weights = self._weights(trials)
+        if weights is not None:
+            return sum(w * t.total_joules for w, t in zip(weights, trials, strict=True)) / period
+        return self._power_pooled(result, trials)
+
+    @staticmethod
+    def _power_pooled(result: EnergyResult, trials: Sequence[Trial]) -> float:
         assert result.step_period_s is not None
         steps = sum(t.counted_steps or 0 for t in trials)
-        busy = sum(sum(t.latencies_ns) for t in trials) / 1e9
-        calls = sum(t.calls for t in trials)
-        return sum(t.total_joules for t in trials) / (steps * result.step_period_s) * busy / calls
+        return sum(t.total_joules for t in trials) / (steps * result.step_period_s)
+
+    @staticmethod
+    def _call_seconds(trials: Sequence[Trial]) -> float:
+        return sum(sum(t.latencies_ns) for t in trials) / 1e9 / sum(t.calls for t in trials)
+
+    def _per_call(self, result: EnergyResult, trials: list[Trial],
+                  sets: list[list[Trial]]) -> float:
+        """The estimate: the mean power of every counted step times the mean call time;
+        sets weighed by where their samples fell are averaged instead (the pool has no
+        one weighing: each set's samples tile the unit on their own)."""
+        if any(self._weights(group) is not None for group in sets):
+            power = statistics.fmean(self._power(result, group) for group in sets)
+        else:
+            power = self._power_pooled(result, trials)
+        return power * self._call_seconds(trials)
+
+    def _pooled(self, result: EnergyResult, trials: Sequence[Trial]) -> float:
+        return self._power(result, trials) * self._call_seconds(trials)
 
     @staticmethod
     def _idle_per_call(idle: float, trials: Sequence[Trial]) -> float:
@@ -175,7 +222,7 @@ class AlignedStatistics:
         set_values = [self._pooled(result, group) for group in sets]
         groups, values = self._values(result, trials, sets, set_values)
         idle = _idle_watts(result)
-        per_call = self._pooled(result, trials)
+        per_call = self._per_call(result, trials, sets)
         energy = sum(t.total_joules for t in trials)
         steps = sum(t.counted_steps or 0 for t in trials)
         accuracy = self.accuracy(result, trials, set_values)
