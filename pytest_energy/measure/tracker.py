@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pytest_energy.measure.grid import StepGrid
 from pytest_energy.measure.reader import MeterReader, default_guard, step_resolution
 
-REANCHOR_PERIODS = 4
-"""Poll for a fresh step when the anchor is older than this many periods."""
+REANCHOR_PERIODS = 8
+"""Poll for a fresh step when the anchor is older than this many periods. Each poll
+costs up to a period or two of waiting, and a refitted period keeps the grid within a
+fraction of a millisecond over this span; steps seen to wander are polled for before
+every block instead."""
 FIT_MIN_SPAN = 4
 """Refit the period only over observations at least this many periods apart (steps seen
 to a fraction of a millisecond fix it to well under 0.1% over 0.4 s)."""
