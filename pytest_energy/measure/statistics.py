@@ -170,11 +170,11 @@ class AlignedStatistics:
         calls move samples off their planned phases, and equal weights then count some
         stretch of the calls twice: every set of a test once read 6% low, its samples
         bunched on the same side of a power edge."""
-        positions = [t.position for t in trials if t.counted_steps == 1]
+        positions = [t.position for t in trials
+                     if t.counted_steps == 1 and t.position is not None]
         if len(trials) < MIN_WEIGHED or len(positions) < len(trials):
             return None
-        known = [p for p in positions if p is not None]
-        return cyclic_weights(known) if len(known) == len(trials) else None
+        return cyclic_weights(positions)
 
     def _power(self, result: EnergyResult, trials: Sequence[Trial]) -> float:
         """The calls' mean power over the counted steps of ``trials`` (one phase set,
@@ -210,11 +210,9 @@ class AlignedStatistics:
     def _pooled(self, result: EnergyResult, trials: Sequence[Trial]) -> float:
         return self._power(result, trials) * self._call_seconds(trials)
 
-    @staticmethod
-    def _idle_per_call(idle: float, trials: Sequence[Trial]) -> float:
+    def _idle_per_call(self, idle: float, trials: Sequence[Trial]) -> float:
         """Idle energy of one call: the estimate covers the calls' busy time only."""
-        seconds = sum(sum(t.latencies_ns) for t in trials) / 1e9
-        return idle * seconds / sum(t.calls for t in trials)
+        return idle * self._call_seconds(trials)
 
     def compute(self, result: EnergyResult) -> EnergyStats:
         trials = self.usable(result)
